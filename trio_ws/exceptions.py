@@ -12,7 +12,8 @@ The tree::
     │   ├── InvalidHeader
     │   └── NegotiationError
     ├── ProtocolError
-    └── PayloadTooBig
+    ├── PayloadTooBig
+    └── ConcurrencyError (also a RuntimeError)
 
 Besides these, opening a connection may raise the builtin :class:`OSError`
 (the TCP connection failed) and :class:`TimeoutError` (``open_timeout`` ran
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .protocol.handshake import Response
 
 __all__ = [
+    "ConcurrencyError",
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionClosedOK",
@@ -180,10 +182,10 @@ class NegotiationError(InvalidHandshake):
 class ProtocolError(WebSocketError):
     """Someone broke RFC 6455.
 
-    Raised at once when you ask the connection for something the protocol
-    forbids in its current state (a ping longer than 125 bytes, a frame after
-    the close frame). When the *peer* breaks the protocol, the connection is
-    failed with close code 1002 and this exception becomes the ``__cause__``
+    Raised at once when you ask the sans-IO core for something the protocol
+    forbids in its current state (a data frame after the close frame). When
+    the *peer* breaks the protocol, the connection is failed with close code
+    1002 and this exception becomes the ``__cause__``
     of the :class:`ConnectionClosedError` you see.
     """
 
@@ -195,4 +197,13 @@ class PayloadTooBig(WebSocketError):
     ``__cause__`` of the :class:`ConnectionClosedError` you see. Raise
     ``max_size`` (or set it to ``None``) if the peer legitimately sends larger
     messages.
+    """
+
+
+class ConcurrencyError(WebSocketError, RuntimeError):
+    """Two tasks called ``recv()`` (or iterated the connection) at once.
+
+    Each message goes to exactly one caller, so concurrent readers would see
+    an arbitrary interleaving. Read in one task and hand messages to others
+    through a memory channel, or use ``async for`` in a single task.
     """

@@ -276,8 +276,6 @@ class WebSocketMachine:
                 if pos < 0:  # an incomplete header or control frame
                     pos = -pos - 1
                     break
-                if self._rx_done:
-                    return
         except _Fail as fail:
             self._fail(fail.code, fail.reason, fail.cause)
             return
@@ -320,7 +318,8 @@ class WebSocketMachine:
             if mask is not None:
                 payload = apply_mask(payload, mask)
             self._control_frame(opcode, payload)
-            return stop
+            # After a close frame, whatever follows is ignored (RFC 6455 §5.5.1).
+            return end if self._rx_done else stop
 
         if opcode == 0:
             if not self._msg_opcode:

@@ -1,0 +1,111 @@
+"""Byte streams as the connection sees them: anyio's ``ByteStream``.
+
+The connection is written against anyio. Users of trio may hand us trio's own
+streams (``trio.SocketStream``, ``trio.SSLStream``,
+``trio.testing.memory_stream_pair()``), so :func:`as_byte_stream` adapts
+anything with trio's ``send_all``/``receive_some`` interface. Errors from the
+stream are translated here, at one boundary, into anyio's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import anyio.abc
+
+if TYPE_CHECKING:
+    import socket
+
+__all__ = ["TrioStreamLike", "as_byte_stream", "peer_addresses"]
+
+RECEIVE_SIZE = 65536
+
+
+class TrioStreamLike(Protocol):
+    """What we need of a trio stream (``trio.abc.Stream``)."""
+
+    async def send_all(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    async def receive_some(self, max_bytes: int | None = None, /) -> bytes | bytearray: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _TrioStreamAdapter(anyio.abc.ByteStream):
+    """An anyio ``ByteStream`` over a trio ``Stream``."""
+
+    def __init__(self, stream: TrioStreamLike) -> None:
+        import trio  # only when the user gave us a trio stream
+
+        self._trio = trio
+        self.stream = stream
+
+    async def receive(self, max_bytes: int = RECEIVE_SIZE) -> bytes:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except self._trio.ClosedResourceError as exc:
+            raise anyio.ClosedResourceError from exc
+        except (self._trio.BrokenResourceError, OSError) as exc:
+            raise anyio.BrokenResourceError from exc
+        if not data:
+            raise anyio.EndOfStream
+        return bytes(data)
+
+    async def send(self, item: bytes) -> None:
+        try:
+            await self.stream.send_all(item)
+        except self._trio.ClosedResourceError as exc:
+            raise anyio.ClosedResourceError from exc
+        except (self._trio.BrokenResourceError, OSError) as exc:
+            raise anyio.BrokenResourceError from exc
+
+    async def send_eof(self) -> None:
+        send_eof = getattr(self.stream, "send_eof", None)
+        if send_eof is None:
+            raise NotImplementedError
+        await send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    @property
+    def extra_attributes(self) -> dict[Any, Any]:
+        sock = _find_socket(self.stream)
+        if sock is None:
+            return {}
+        return {
+            anyio.abc.SocketAttribute.remote_address: sock.getpeername,
+            anyio.abc.SocketAttribute.local_address: sock.getsockname,
+        }
+
+
+def _find_socket(stream: object) -> socket.socket | None:
+    # trio.SocketStream has .socket; trio.SSLStream has .transport_stream.
+    for _ in range(4):
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            return sock  # type: ignore[no-any-return]  # duck-typed trio socket
+        stream = getattr(stream, "transport_stream", None)
+        if stream is None:
+            return None
+    return None
+
+
+def as_byte_stream(stream: anyio.abc.ByteStream | TrioStreamLike) -> anyio.abc.ByteStream:
+    """Return ``stream`` as an anyio byte stream, adapting a trio stream."""
+    if isinstance(stream, anyio.abc.ByteStream):
+        return stream
+    if hasattr(stream, "send_all") and hasattr(stream, "receive_some"):
+        return _TrioStreamAdapter(stream)
+    raise TypeError(f"expected an anyio ByteStream or a trio Stream, got {stream!r}")
+
+
+def peer_addresses(stream: anyio.abc.ByteStream) -> tuple[Any, Any]:
+    """Return ``(remote_address, local_address)``, None where unknown."""
+    try:
+        remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+        local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
+    except OSError:  # the socket is already gone
+        return None, None
+    return remote, local

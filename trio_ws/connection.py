@@ -1,0 +1,843 @@
+"""The WebSocket connection: a sans-IO machine driven by three tasks.
+
+Theory of operation
+-------------------
+
+A :class:`WebSocketConnection` wraps one byte stream and one
+:class:`~trio_ws.protocol.machine.WebSocketMachine`. Once the opening
+handshake is done, :meth:`WebSocketConnection._start` runs three tasks in the
+task group (nursery) of the ``async with`` that opened the connection, each
+under its own cancel scope:
+
+* the **reader** owns the receiving half of the stream and, at the end, the
+  stream itself. It reads large chunks, feeds the machine, appends whole
+  messages to a queue for :meth:`~WebSocketConnection.recv`, resolves pong
+  waiters and moves whatever the machine wants to send (pongs, the close
+  echo) to the outbox. It stops reading while ``max_queue`` messages wait
+  unread. When the machine says so it leaves its loop, lets the writer flush,
+  closes the stream and wakes everybody.
+* the **writer** owns the sending half. It sleeps until the outbox is not
+  empty, then writes everything queued in one call: frames queued while it
+  was busy go out together.
+* the **heartbeat** sends a ping every ``ping_interval`` seconds and fails the
+  connection with 1011 if the pong does not come within ``ping_timeout``.
+
+User-facing methods never touch the stream. ``send()`` waits for room
+(``write_limit``), then hands the frame to the machine and its bytes to the
+outbox synchronously, so a cancelled ``send()`` has either queued its whole
+message or nothing. ``recv()`` only ever waits for the queue, so a cancelled
+``recv()`` loses nothing. Closing sets a deadline (``close_timeout``) on the
+reader's cancel scope; whatever happens, the reader's ``finally`` closes the
+stream, so no task outlives the connection.
+
+Only the machine holds protocol state; this module holds queues, events and
+timers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from collections import deque
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+)
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
+from .exceptions import (
+    OK_CLOSE_CODES as _OK_CLOSE_CODES,
+)
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+)
+from .protocol.frames import CloseCode
+from .protocol.machine import (
+    BinaryMessage,
+    Pong,
+    Role,
+    State,
+    TextMessage,
+    WebSocketMachine,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._streams import TrioStreamLike
+    from .protocol.deflate import PerMessageDeflate
+    from .protocol.handshake import Request, Response
+
+__all__ = ["ConnectionContext", "PongWaiter", "WebSocketConnection"]
+
+Data = str | bytes
+
+
+class PongWaiter:
+    """Returned by :meth:`WebSocketConnection.ping`: await it for the latency.
+
+    ``await waiter`` (or ``await waiter.wait()``) returns the round-trip time
+    in seconds once the matching pong arrives, and raises
+    :class:`~trio_ws.exceptions.ConnectionClosed` if the connection closes
+    first. Wrap it in a cancel scope to give up waiting.
+    """
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._latency: float | None = None
+        self._error: ConnectionClosed | None = None
+
+    def _resolve(self, latency: float) -> None:
+        self._latency = latency
+        self._event.set()
+
+    def _abort(self, error: ConnectionClosed) -> None:
+        self._error = error
+        self._event.set()
+
+    def done(self) -> bool:
+        """Tell whether the pong arrived or the connection closed."""
+        return self._event.is_set()
+
+    async def wait(self) -> float:
+        """Wait for the pong and return the round-trip time in seconds.
+
+        Cancellation:
+            Safe. The ping stays outstanding; wait again or drop the waiter.
+        """
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._latency is not None
+        return self._latency
+
+    def __await__(self) -> Generator[Any, None, float]:
+        return self.wait().__await__()
+
+
+class WebSocketConnection:
+    """One open WebSocket connection, client or server side.
+
+    You get one from :func:`~trio_ws.open_websocket_url` (and friends) or as
+    the argument of your server handler; you do not create it yourself,
+    except through the ``create_connection`` hook, which lets you pass a
+    subclass (bind extra arguments with :func:`functools.partial`).
+
+    Read with :meth:`recv` or ``async for message in ws``; write with
+    :meth:`send`. Timeouts are cancel scopes:
+    ``with trio.move_on_after(5): message = await ws.recv()``.
+    """
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream | TrioStreamLike,
+        role: Role,
+        *,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        write_limit: int | None = 2**15,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float | None = 10.0,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self._check_options(
+            max_size=max_size,
+            max_queue=max_queue,
+            write_limit=write_limit,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+        )
+        self._stream = as_byte_stream(stream)
+        self.role = role
+        #: A unique id, handy to correlate log lines.
+        self.id = uuid.uuid4()
+        base_logger = logger or logging.getLogger(f"trio_ws.{role.value}")
+        #: Logs what happens to this connection; records carry ``websocket``.
+        self.logger: logging.LoggerAdapter[Any] = logging.LoggerAdapter(
+            base_logger, {"websocket": self}
+        )
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        #: The opening handshake's HTTP request: ``path``, ``query``,
+        #: ``headers`` (cookies live there, see ``request.cookies``).
+        self.request: Request | None = None
+        #: The opening handshake's HTTP response.
+        self.response: Response | None = None
+        #: The subprotocol agreed during the handshake, or None.
+        self.subprotocol: str | None = None
+        #: Round-trip time of the last ping answered, in seconds (0 before).
+        self.latency = 0.0
+        self.remote_address, self.local_address = peer_addresses(self._stream)
+
+        self._machine: WebSocketMachine | None = None
+        self._messages: deque[Data] = deque()
+        self._recv_waiter: anyio.Event | None = None
+        self._recv_busy = False
+        self._reader_resume: anyio.Event | None = None
+        self._outbox: list[bytes] = []
+        self._unsent = 0  # bytes in the outbox or being written
+        self._writer_wakeup: anyio.Event | None = None
+        self._send_room: anyio.Event | None = None  # set when _unsent drops
+        self._flushed: anyio.Event | None = None  # set when nothing is unsent
+        self._fragmenting = False  # a fragmented message is being sent
+        self._fragment_done: anyio.Event | None = None
+        self._pings: dict[bytes, tuple[float, PongWaiter]] = {}
+        self._reader_scope = anyio.CancelScope()
+        self._writer_scope = anyio.CancelScope()
+        self._heartbeat_scope = anyio.CancelScope()
+        self._writer_done = False
+        self._closing_deadline = math.inf
+        self._closed = anyio.Event()
+        self._transport_error: BaseException | None = None
+
+    @staticmethod
+    def _check_options(
+        *,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        write_limit: int | None = 2**15,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float | None = 10.0,
+        logger: object = None,
+    ) -> None:
+        """Raise TypeError or ValueError for a bad connection option, at once."""
+        _check_positive("max_size", max_size)
+        _check_positive("max_queue", max_queue)
+        _check_positive("write_limit", write_limit, allow_zero=True)
+        _check_positive("ping_interval", ping_interval)
+        _check_positive("ping_timeout", ping_timeout)
+        _check_positive("close_timeout", close_timeout, allow_zero=True)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.role.value} {self.state.name} id={self.id}>"
+
+    # -- attributes -----------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """``CONNECTING`` during the handshake, then ``OPEN``, ``CLOSING`` and
+        ``CLOSED`` once the TCP connection is closed."""
+        if self._closed.is_set():
+            return State.CLOSED
+        machine = self._machine
+        if machine is None:
+            return State.CONNECTING
+        return State.OPEN if machine.state is State.OPEN else State.CLOSING
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received from the peer; 1006 if the connection
+        closed without one; None while it is open."""
+        if not self._closed.is_set() or self._machine is None:
+            return None
+        return self._machine.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received from the peer; None while it is open."""
+        if not self._closed.is_set() or self._machine is None:
+            return None
+        return self._machine.close_reason
+
+    @property
+    def extension(self) -> PerMessageDeflate | None:
+        """The negotiated permessage-deflate codec, or None."""
+        return None if self._machine is None else self._machine.extension
+
+    # -- opening --------------------------------------------------------------
+
+    def _open(self, machine: WebSocketMachine, trailing_data: bytes = b"") -> None:
+        """Switch to OPEN once the handshake succeeded (called by client/server)."""
+        self._machine = machine
+        if trailing_data:
+            # Frames that arrived in the same read as the handshake.
+            machine.receive_data(trailing_data)
+            self._process()
+
+    def _start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Run the reader, writer and heartbeat in ``task_group``."""
+        task_group.start_soon(self._reader, name=f"trio_ws reader {self.id}")
+        task_group.start_soon(self._writer, name=f"trio_ws writer {self.id}")
+        if self.ping_interval is not None:
+            task_group.start_soon(self._heartbeat, name=f"trio_ws heartbeat {self.id}")
+
+    # -- receiving ------------------------------------------------------------
+
+    async def recv(self) -> Data:
+        """Wait for the next whole message: ``str`` if text, ``bytes`` if binary.
+
+        Messages that arrived before the connection closed are returned
+        first; then every call raises.
+
+        Raises:
+            ConnectionClosedOK: the connection closed normally.
+            ConnectionClosedError: the connection failed; ``__cause__`` holds
+                the underlying error.
+            ConcurrencyError: another task is already waiting in ``recv()``.
+
+        Cancellation:
+            Safe at any point. A message is never lost or reordered because a
+            ``recv()`` was cancelled; the next call returns it.
+        """
+        if self._recv_busy:
+            raise ConcurrencyError("recv() is already waiting for a message in another task")
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        messages = self._messages
+        if messages:
+            message = messages.popleft()
+            if self._reader_resume is not None and len(messages) < self._resume_level():
+                self._reader_resume.set()
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return message
+        self._recv_busy = True
+        try:
+            while not messages:
+                if self._no_more_messages():
+                    raise self._closed_error()
+                self._recv_waiter = waiter = anyio.Event()
+                await waiter.wait()
+        finally:
+            self._recv_busy = False
+            self._recv_waiter = None
+        message = messages.popleft()
+        if self._reader_resume is not None and len(messages) < self._resume_level():
+            self._reader_resume.set()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over incoming messages until the connection closes.
+
+        The loop ends quietly on a normal close (1000, 1001, or no code) and
+        raises :class:`~trio_ws.exceptions.ConnectionClosedError` otherwise.
+        """
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Data]:
+        while True:
+            try:
+                message = await self.recv()
+            except ConnectionClosedOK:
+                return
+            yield message
+
+    def _resume_level(self) -> int:
+        # Resume reading once the queue is half empty, not after every recv():
+        # fewer wake-ups of the reader under a steady flow.
+        return max(1, (self.max_queue or 1) // 2)
+
+    def _no_more_messages(self) -> bool:
+        machine = self._machine
+        return machine is None or machine.state is State.CLOSED or self._closed.is_set()
+
+    # -- sending --------------------------------------------------------------
+
+    async def send(
+        self,
+        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+    ) -> None:
+        """Send a message: text for ``str``, binary for bytes-like objects.
+
+        An iterable or async iterable of ``str`` (or of bytes-like objects)
+        is sent as one fragmented message, one frame per item; other sends
+        wait until it is finished, so frames of two messages never interleave.
+
+        ``send()`` returns once the message is queued for the writer task; it
+        waits first while more than ``write_limit`` bytes are unsent.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            TypeError: ``message`` has an unsupported type (a dict, say).
+
+        Cancellation:
+            Safe while waiting for room: the message was then not queued at
+            all. Cancelling a fragmented send half-way fails the connection
+            with 1011, since the message cannot be finished.
+        """
+        if isinstance(message, str):
+            await self._wait_for_room()
+            self._sending_machine().send_text(message)
+            self._flush_machine()
+        elif isinstance(message, bytes | bytearray | memoryview):
+            await self._wait_for_room()
+            self._sending_machine().send_binary(message)
+            self._flush_machine()
+        elif isinstance(message, Mapping):
+            raise TypeError("send() takes str or bytes; encode a dict, e.g. with json.dumps()")
+        elif isinstance(message, AsyncIterable):
+            await self._send_fragments(aiter(message), is_async=True)
+        elif isinstance(message, Iterable):
+            await self._send_fragments(iter(message), is_async=False)
+        else:
+            raise TypeError(f"send() takes str, bytes or an iterable of them, not {message!r}")
+
+    async def _send_fragments(self, fragments: Any, *, is_async: bool) -> None:
+        await self._wait_for_room()
+        self._fragmenting = True
+        self._fragment_done = anyio.Event()
+        text: bool | None = None
+        try:
+            while True:
+                try:
+                    fragment = await anext(fragments) if is_async else next(fragments)
+                except (StopIteration, StopAsyncIteration):
+                    break
+                data: bytes | bytearray | memoryview
+                if isinstance(fragment, str):
+                    kind, data = True, fragment.encode()
+                elif isinstance(fragment, bytes | bytearray | memoryview):
+                    kind, data = False, fragment
+                else:
+                    raise TypeError(f"fragments must be str or bytes, not {fragment!r}")
+                if text is None:
+                    text = kind
+                    await self._wait_for_room(fragmenting=True)
+                    machine = self._sending_machine()
+                    if kind:
+                        machine.send_text(fragment, fin=False)
+                    else:
+                        machine.send_binary(data, fin=False)
+                elif kind is not text:
+                    raise TypeError("fragments of one message must all be str or all bytes")
+                else:
+                    await self._wait_for_room(fragmenting=True)
+                    self._sending_machine().send_continuation(data, fin=False)
+                self._flush_machine()
+            if text is not None:
+                self._sending_machine().send_continuation(b"", fin=True)
+                self._flush_machine()
+        except BaseException:
+            if text is not None:
+                # Half a message is on the wire and cannot be finished.
+                self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
+            raise
+        finally:
+            self._fragmenting = False
+            self._fragment_done.set()
+
+    async def _wait_for_room(self, *, fragmenting: bool = False) -> None:
+        """Checkpoint, then wait until a frame may be queued.
+
+        Raises ConnectionClosed if the connection is closing.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        blocked = False
+        while True:
+            machine = self._machine
+            if machine is None or machine.close_sent is not None or self._closed.is_set():
+                raise self._closed_error()
+            if machine.state is State.CLOSED:
+                raise self._closed_error()
+            if self._fragmenting and not fragmenting:
+                assert self._fragment_done is not None
+                await self._fragment_done.wait()
+            elif self.write_limit is not None and self._unsent > self.write_limit:
+                if self._send_room is None:
+                    self._send_room = anyio.Event()
+                await self._send_room.wait()
+            else:
+                break
+            blocked = True
+        if not blocked:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    def _sending_machine(self) -> WebSocketMachine:
+        machine = self._machine
+        assert machine is not None
+        return machine
+
+    def _flush_machine(self) -> None:
+        """Move what the machine wants to send into the outbox, wake the writer."""
+        assert self._machine is not None
+        data = self._machine.data_to_send()
+        if data:
+            self._outbox.append(data)
+            self._unsent += len(data)
+            if self._writer_wakeup is not None:
+                self._writer_wakeup.set()
+
+    async def ping(self, data: str | bytes | None = None) -> PongWaiter:
+        """Send a ping; return a waiter for the matching pong.
+
+        ``latency = await (await ws.ping())`` measures a round trip. With no
+        ``data``, a random 4-byte payload is used.
+
+        Raises:
+            ConnectionClosed: the connection is closing or closed.
+            ValueError: ``data`` exceeds 125 bytes, or a ping with the same
+                payload is still waiting for its pong.
+
+        Cancellation:
+            Safe; the ping was sent or not, and a waiter is only returned if
+            it was.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        machine = self._machine
+        if machine is None or machine.state is not State.OPEN or self._closed.is_set():
+            raise self._closed_error()
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:  # pragma: no cover  # 1 in 2**32
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+        machine.send_ping(payload)
+        waiter = PongWaiter()
+        self._pings[payload] = (anyio.current_time(), waiter)
+        self._flush_machine()
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return waiter
+
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited pong, a one-way heartbeat (RFC 6455 §5.5.3).
+
+        Pings from the peer are answered automatically; you never need this
+        to keep a connection alive.
+
+        Cancellation:
+            Safe; the pong was queued or not.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        machine = self._machine
+        if machine is None or machine.state is not State.OPEN or self._closed.is_set():
+            raise self._closed_error()
+        machine.send_pong(data.encode() if isinstance(data, str) else bytes(data))
+        self._flush_machine()
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    # -- closing --------------------------------------------------------------
+
+    async def aclose(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Perform the closing handshake and close the TCP connection.
+
+        Sends a close frame with ``code`` and ``reason``, waits for the peer's
+        answer and for the TCP connection to close, at most ``close_timeout``
+        seconds in all, then closes it by force. Calling it again, or from
+        several tasks, waits for the same close.
+
+        Raises:
+            ValueError: ``code`` may not be sent, or ``reason`` is too long.
+
+        Cancellation:
+            Stops waiting; the closing handshake goes on in the background,
+            still bounded by ``close_timeout``.
+        """
+        machine = self._machine
+        if machine is None:
+            await self._abort()
+            return
+        if machine.state is State.OPEN and not self._closed.is_set():
+            machine.send_close(code, reason)
+            self._flush_machine()
+            self._after_state_change()
+        await self._closed.wait()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed, by either side.
+
+        Cancellation:
+            Safe.
+        """
+        await self._closed.wait()
+
+    async def _abort(self) -> None:
+        """Close the stream of a connection that never opened."""
+        if not self._closed.is_set():
+            self._closed.set()
+            await anyio.aclose_forcefully(self._stream)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7) from our side: send a close
+        frame with ``code`` and drop the connection without waiting."""
+        machine = self._machine
+        if machine is None or self._closed.is_set():
+            return
+        machine.fail(code, reason)
+        self._flush_machine()
+        self._after_state_change()
+
+    def _after_state_change(self) -> None:
+        """React to the machine leaving OPEN: start the close timer, wake
+        everybody waiting for something that will not come."""
+        machine = self._machine
+        assert machine is not None
+        if machine.state is State.OPEN:
+            return
+        if self._closing_deadline == math.inf and self.close_timeout is not None:
+            self._closing_deadline = anyio.current_time() + self.close_timeout
+            self._reader_scope.deadline = self._closing_deadline
+        if self._reader_resume is not None:
+            self._reader_resume.set()
+        if self._send_room is not None:
+            self._send_room.set()
+        if machine.state is State.CLOSED:
+            if self._recv_waiter is not None:
+                self._recv_waiter.set()
+            self._abort_pings()
+            if machine.close_transport_now():
+                self._reader_scope.cancel()
+
+    def _abort_pings(self) -> None:
+        if not self._pings:
+            return
+        error = self._closed_error()
+        for _, waiter in self._pings.values():
+            waiter._abort(error)
+        self._pings.clear()
+
+    def _closed_error(self) -> ConnectionClosed:
+        """Build the exception that tells the user why the connection closed."""
+        machine = self._machine
+        if machine is None:
+            return ConnectionClosedError(None, None)
+        rcvd, sent = machine.close_rcvd, machine.close_sent
+        ok = (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CLOSE_CODES
+            and sent.code in _OK_CLOSE_CODES
+        )
+        cls = ConnectionClosedOK if ok else ConnectionClosedError
+        error = cls(rcvd, sent, machine.close_rcvd_then_sent)
+        error.__cause__ = machine.failure or self._transport_error
+        return error
+
+    # -- the three tasks --------------------------------------------------------
+
+    async def _reader(self) -> None:
+        machine = self._machine
+        assert machine is not None
+        stream = self._stream
+        try:
+            with self._reader_scope:
+                while not machine.close_transport_now():
+                    if (
+                        self.max_queue is not None
+                        and len(self._messages) >= self.max_queue
+                        and machine.state is State.OPEN
+                    ):
+                        # Backpressure: let TCP push back on the peer.
+                        self._reader_resume = anyio.Event()
+                        await self._reader_resume.wait()
+                        self._reader_resume = None
+                        continue
+                    try:
+                        data = await stream.receive(RECEIVE_SIZE)
+                    except anyio.EndOfStream:
+                        if self._transport_error is None and machine.close_rcvd is None:
+                            self._transport_error = EOFError(
+                                "the peer closed the TCP connection without a close frame"
+                            )
+                        machine.receive_eof()
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                        self._connection_lost(exc)
+                    else:
+                        machine.receive_data(data)
+                    self._process()
+        except Exception:  # pragma: no cover  # a bug here must not kill the user's task group
+            self.logger.exception("unexpected error in the reader task")
+            self._fail(CloseCode.INTERNAL_ERROR, "")
+        finally:
+            await self._close_transport()
+
+    def _connection_lost(self, exc: BaseException) -> None:
+        machine = self._machine
+        assert machine is not None
+        if self._transport_error is None:
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            self._transport_error = cause
+        machine.receive_eof()
+
+    def _process(self) -> None:
+        """Dispatch the machine's events; queue its output."""
+        machine = self._machine
+        assert machine is not None
+        events = machine.events_received()
+        if events:
+            messages = self._messages
+            closing = machine.state is not State.OPEN
+            for event in events:
+                cls = type(event)
+                if cls is TextMessage or cls is BinaryMessage:
+                    if closing and self.max_queue is not None and len(messages) >= self.max_queue:
+                        # The close handshake is under way and nobody reads:
+                        # keep memory bounded rather than queue without limit.
+                        self.logger.debug("dropped a message received while closing")
+                        continue
+                    messages.append(event.data)  # type: ignore[union-attr]
+                elif cls is Pong:
+                    self._pong_received(event)  # type: ignore[arg-type]
+            if messages and self._recv_waiter is not None:
+                self._recv_waiter.set()
+        self._flush_machine()
+        if machine.state is not State.OPEN:
+            self._after_state_change()
+
+    def _pong_received(self, pong: Pong) -> None:
+        now = anyio.current_time()
+        for payload in pong.acked:
+            entry = self._pings.pop(payload, None)
+            if entry is None:
+                continue
+            sent_at, waiter = entry
+            latency = now - sent_at
+            if payload == pong.data:
+                self.latency = latency
+            waiter._resolve(latency)
+
+    async def _writer(self) -> None:
+        stream = self._stream
+        try:
+            with self._writer_scope:
+                while True:
+                    outbox = self._outbox
+                    if not outbox:
+                        if self._flushed is not None:
+                            self._flushed.set()
+                        self._writer_wakeup = wakeup = anyio.Event()
+                        await wakeup.wait()
+                        self._writer_wakeup = None
+                        continue
+                    self._outbox = []
+                    data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                    try:
+                        await stream.send(data)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                        self._connection_lost(exc)
+                        self._after_state_change()
+                        return
+                    self._unsent -= len(data)
+                    room = self._send_room
+                    if room is not None and (
+                        self.write_limit is None or self._unsent <= self.write_limit
+                    ):
+                        self._send_room = None
+                        room.set()
+        finally:
+            self._writer_done = True
+            if self._flushed is not None:
+                self._flushed.set()
+            if self._send_room is not None:
+                self._send_room.set()
+
+    async def _heartbeat(self) -> None:
+        assert self.ping_interval is not None
+        with self._heartbeat_scope:
+            while True:
+                await anyio.sleep(self.ping_interval)
+                try:
+                    waiter = await self.ping()
+                except ConnectionClosed:
+                    return
+                if self.ping_timeout is None:
+                    continue
+                with anyio.move_on_after(self.ping_timeout) as timeout:
+                    try:
+                        await waiter.wait()
+                    except ConnectionClosed:
+                        return
+                if timeout.cancelled_caught:
+                    self.logger.info("keepalive ping timeout; failing the connection with 1011")
+                    self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    return
+
+    async def _close_transport(self) -> None:
+        """Flush what is queued (bounded), close the stream, stop the tasks."""
+        machine = self._machine
+        assert machine is not None
+        with anyio.CancelScope(shield=True):
+            deadline = self._closing_deadline
+            if deadline == math.inf and self.close_timeout is not None:
+                deadline = anyio.current_time() + self.close_timeout
+            if (self._outbox or self._unsent) and not self._writer_done:
+                self._flushed = anyio.Event()
+                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                    await self._flushed.wait()
+            self._writer_scope.cancel()
+            self._heartbeat_scope.cancel()
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                await self._stream.aclose()
+            if machine.state is not State.CLOSED or not machine.eof_received:
+                machine.receive_eof()
+            self._closed.set()
+            self._after_state_change()
+            if self._recv_waiter is not None:
+                self._recv_waiter.set()
+            if self._send_room is not None:
+                self._send_room.set()
+            self.logger.debug("connection closed: %s", self._closed_error())
+
+
+class ConnectionContext:
+    """``async with`` support for a connection: its tasks run in a task group
+    of their own for the duration of the block, and leaving the block closes
+    the connection (1000; 1011 if the block raised; 1001 if it was cancelled).
+
+    The task group never sees the block's exception: our tasks turn their own
+    failures into connection state and never raise, so the user's exception
+    propagates unchanged instead of inside an ``ExceptionGroup``.
+    """
+
+    def __init__(self, opener: Callable[[], Awaitable[WebSocketConnection]]) -> None:
+        self._opener = opener
+        self._connection: WebSocketConnection | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> WebSocketConnection:
+        connection = await self._opener()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._connection, self._task_group = connection, task_group
+        connection._start(task_group)
+        return connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        assert self._connection is not None
+        assert self._task_group is not None
+        if exc is None:
+            code = CloseCode.NORMAL_CLOSURE
+        elif isinstance(exc, Exception):
+            code = CloseCode.INTERNAL_ERROR
+        else:  # cancelled, or KeyboardInterrupt: we are going away
+            code = CloseCode.GOING_AWAY
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._connection.aclose(code)
+        finally:
+            await self._task_group.__aexit__(None, None, None)
+        return False
+
+
+def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number or None, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} or None")

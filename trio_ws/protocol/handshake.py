@@ -1,0 +1,1050 @@
+"""RFC 6455 §4: the HTTP/1.1 opening handshake, sans-IO, on top of h11.
+
+Two objects, one per side. Neither performs I/O: you feed them the bytes you
+read and write out the bytes they hand you.
+
+Client::
+
+    hs = ClientHandshake("example.com", "/chat", subprotocols=["chat.v1"])
+    write(hs.data_to_send())             # the upgrade request
+    while not hs.complete:
+        data = read()
+        hs.receive_data(data) if data else hs.receive_eof()
+    if not hs.accepted:
+        raise hs.error                   # InvalidStatus, InvalidHeader, ...
+    # hs.subprotocol, hs.extension and hs.trailing_data go to the frame machine.
+
+Server::
+
+    hs = ServerHandshake()
+    while hs.request is None and hs.error is None:
+        data = read()
+        hs.receive_data(data) if data else hs.receive_eof()
+    # Hooks run here: a process_request hook may send_response() a 401 or a
+    # health check instead of upgrading.
+    if hs.error is not None:
+        if hs.error_response is not None:
+            hs.send_response(hs.error_response)
+    else:
+        hs.send_response(hs.accept(subprotocol=select_subprotocol(...)))
+    write(hs.data_to_send())
+    # hs.extension, hs.subprotocol and hs.trailing_data go to the frame machine.
+
+A misbehaving peer never makes ``receive_data()`` or ``receive_eof()`` raise:
+the failure is recorded in ``error``. Asking for something impossible in the
+current state (accepting a request that is not a valid upgrade, sending two
+responses) raises :class:`~trio_ws.exceptions.ProtocolError` at once, and bad
+arguments raise :class:`ValueError`.
+
+h11 parses both directions and serializes the client's request. The server
+serializes its responses itself: a rejection may answer a request that h11
+refused (garbage, an oversized head), after which h11's connection is in its
+ERROR state and can send nothing, and one serializer for every response keeps
+a single code path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http
+import http.cookies
+import importlib.metadata
+import re
+import secrets
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias, TypeVar, overload
+
+import h11
+
+from ..exceptions import (
+    InvalidHandshake,
+    InvalidHeader,
+    InvalidStatus,
+    NegotiationError,
+    ProtocolError,
+)
+from .deflate import (
+    DeflateConfig,
+    client_accept,
+    client_offer,
+    parse_extension_header,
+    server_accept,
+)
+
+if TYPE_CHECKING:
+    from .deflate import PerMessageDeflate
+
+__all__ = [
+    "SERVER",
+    "USER_AGENT",
+    "ClientHandshake",
+    "Headers",
+    "HeadersLike",
+    "Request",
+    "Response",
+    "ServerHandshake",
+    "accept_key",
+    "generate_key",
+    "make_response",
+    "select_subprotocol",
+]
+
+_T = TypeVar("_T")
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("trio_ws")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - uninstalled source tree
+        return "0+unknown"
+
+
+_VERSION = _package_version()
+
+#: The default ``User-Agent`` of :class:`ClientHandshake`.
+USER_AGENT = f"trio_ws/{_VERSION} Python/{sys.version_info.major}.{sys.version_info.minor}"
+#: The default ``Server`` header of :meth:`ServerHandshake.accept`.
+SERVER = f"trio_ws/{_VERSION}"
+
+# RFC 6455 §1.3: the GUID both sides append to the key.
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+# RFC 9110 §5.6.2: a field name (and a subprotocol, RFC 6455 §4.1) is a token.
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: control characters other than HTAB are invalid in a field value;
+# CR and LF among them would let a value inject headers of its own.
+_CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_DEFAULT_MAX_HEADER_SIZE = 16384
+
+# Statuses whose responses never carry a body (RFC 9110 §6.4.1).
+_NO_BODY_STATUSES = frozenset({101, 204, 304})
+
+
+class Headers:
+    """HTTP header fields: a case-insensitive multi-dict keeping order and case.
+
+    Lookups ignore case (``headers["content-type"]`` finds ``Content-Type``);
+    :meth:`items` returns every field in arrival order with its name as it
+    was written. A name may appear several times: indexing returns the first
+    value, :meth:`get_all` every one. Iteration and ``len()`` see each name
+    once, so ``dict(headers)`` keeps the first value of each field.
+
+    Adding a name that is not an RFC 9110 token, or a value holding a control
+    character such as CR, LF or NUL, raises :class:`ValueError`: such a value
+    could inject headers of its own. Leading and trailing whitespace is not
+    part of a value (RFC 9110 §5.5) and is dropped. Values must be encodable
+    as ISO-8859-1, the charset HTTP/1.1 puts on the wire.
+
+    Args:
+        items: initial fields: ``(name, value)`` pairs, a mapping, or another
+            :class:`Headers` (copied).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: HeadersLike = ()) -> None:
+        # (lower-case name, name as written, value)
+        self._items: list[tuple[str, str, str]] = []
+        if isinstance(items, Headers):
+            self._items = list(items._items)
+            return
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for name, value in pairs:
+            self.add(name, value)
+
+    @classmethod
+    def _from_wire(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        # h11 has validated these already, and ISO-8859-1 decodes any byte, so
+        # nothing a peer sends can make this raise.
+        headers = cls()
+        for raw_name, raw_value in raw:
+            name = raw_name.decode("latin-1")
+            headers._items.append((name.lower(), name, raw_value.decode("latin-1")))
+        return headers
+
+    def add(self, name: str, value: str) -> None:
+        """Append a field, keeping any existing ones with the same name.
+
+        Raises:
+            ValueError: the name is not a token, or the value contains a
+                control character or is not ISO-8859-1.
+        """
+        self._items.append((_check_name(name), name, _check_value(name, value)))
+
+    def __getitem__(self, name: str) -> str:
+        """Return the first value of ``name``; raise :class:`KeyError` if absent."""
+        key = name.lower()
+        for lower, _, value in self._items:
+            if lower == key:
+                return value
+        raise KeyError(name)
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: _T) -> str | _T: ...
+    def get(self, name: str, default: object = None) -> object:
+        """Return the first value of ``name``, or ``default`` if absent."""
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def get_all(self, name: str) -> list[str]:
+        """Return every value of ``name`` in order; empty if absent."""
+        key = name.lower()
+        return [value for lower, _, value in self._items if lower == key]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """Replace every field called ``name`` by one with ``value``.
+
+        The field keeps the position of the first one it replaces, or goes at
+        the end if there was none.
+        """
+        key = _check_name(name)
+        entry = (key, name, _check_value(name, value))
+        for index, (lower, _, _) in enumerate(self._items):
+            if lower == key:
+                self._items[index + 1 :] = [i for i in self._items[index + 1 :] if i[0] != key]
+                self._items[index] = entry
+                return
+        self._items.append(entry)
+
+    def __delitem__(self, name: str) -> None:
+        """Remove every field called ``name``; raise :class:`KeyError` if absent."""
+        key = name.lower()
+        kept = [item for item in self._items if item[0] != key]
+        if len(kept) == len(self._items):
+            raise KeyError(name)
+        self._items = kept
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(lower == key for lower, _, _ in self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        """Yield each distinct name once, as first written."""
+        seen: set[str] = set()
+        for lower, name, _ in self._items:
+            if lower not in seen:
+                seen.add(lower)
+                yield name
+
+    def __len__(self) -> int:
+        """Count distinct names, like :meth:`__iter__`."""
+        return len({lower for lower, _, _ in self._items})
+
+    def keys(self) -> list[str]:
+        """Return each distinct name once, as :meth:`__iter__` does."""
+        return list(self)
+
+    def items(self) -> list[tuple[str, str]]:
+        """Return every ``(name, value)`` pair, in order, names as written."""
+        return [(name, value) for _, name, value in self._items]
+
+    def raw_items(self) -> list[tuple[bytes, bytes]]:
+        """Return every pair encoded as it goes on the wire (the form h11 takes)."""
+        return [(name.encode("latin-1"), value.encode("latin-1")) for _, name, value in self._items]
+
+    def copy(self) -> Headers:
+        """Return an independent copy."""
+        return Headers(self)
+
+    def _grouped(self) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for lower, _, value in self._items:
+            grouped.setdefault(lower, []).append(value)
+        return grouped
+
+    def __eq__(self, other: object) -> bool:
+        """Compare as HTTP does: names ignore case, and only the order of
+        values sharing a name matters."""
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._grouped() == other._grouped()
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+
+#: Anything :class:`Headers` accepts: pairs, a mapping, or another Headers.
+HeadersLike: TypeAlias = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def _check_name(name: str) -> str:
+    """Return ``name`` in lower case, or raise ValueError if it is not a token."""
+    if not _TOKEN_RE.fullmatch(name):
+        raise ValueError(f"invalid header name {name!r}")
+    return name.lower()
+
+
+def _check_value(name: str, value: str) -> str:
+    """Return ``value`` without surrounding whitespace, or raise ValueError."""
+    if _CTL_RE.search(value):
+        raise ValueError(f"header {name} contains a control character: {value!r}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"header {name} is not ISO-8859-1: {value!r}") from None
+    return value.strip(" \t")
+
+
+def _split_list(values: Iterable[str]) -> list[str]:
+    """Split comma-separated header values into their non-empty items.
+
+    RFC 9110 §5.3: several field lines with one name mean the same as one line
+    with the values joined by commas, and §5.6.1 lets list elements be empty.
+    """
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _non_empty(values: Iterable[str]) -> list[str]:
+    """Drop blank header lines: an empty list is no list (RFC 9110 §5.6.1)."""
+    return [value for value in values if value.strip()]
+
+
+def _require_token(headers: Headers, name: str, token: str) -> None:
+    """Raise InvalidHeader unless the list header ``name`` contains ``token``."""
+    values = headers.get_all(name)
+    if not values:
+        raise InvalidHeader(name)
+    if token not in (item.lower() for item in _split_list(values)):
+        raise InvalidHeader(name, ", ".join(values), f"expected {token!r}")
+
+
+@dataclass
+class Request:
+    """An HTTP request head: the client's upgrade request.
+
+    On the server, ``connection.request`` is this object: read the path,
+    headers and cookies of the client here, for example to authenticate it in
+    a ``process_request`` hook.
+    """
+
+    #: The request-target as sent, e.g. ``"/chat?room=1"``.
+    path: str
+    headers: Headers
+
+    @property
+    def resource(self) -> str:
+        """The path without its query: ``"/chat"`` for ``"/chat?room=1"``."""
+        return self.path.partition("?")[0]
+
+    @property
+    def query(self) -> str:
+        """The query after ``?``: ``"room=1"`` for ``"/chat?room=1"``, else ``""``."""
+        return self.path.partition("?")[2]
+
+    @property
+    def host(self) -> str | None:
+        """The ``Host`` header, or None."""
+        return self.headers.get("Host")
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The cookies the client sent, by name, from every ``Cookie`` header.
+
+        Parsing is lenient, as browsers are: a malformed pair is skipped
+        rather than dropping the rest, and quoted values are unquoted by
+        :mod:`http.cookies`. When a name repeats the first value wins, since
+        RFC 6265 §5.4 has user agents list the most specific cookie first.
+        """
+        # http.cookies.SimpleCookie.load() stops at the first pair it cannot
+        # parse and mistakes cookies named "path" or "expires" for attributes,
+        # so we split pairs ourselves and only borrow its unquoting.
+        decoder = http.cookies.SimpleCookie()
+        jar: dict[str, str] = {}
+        for header in self.headers.get_all("Cookie"):
+            for pair in header.split(";"):
+                name, equals, value = pair.partition("=")
+                name = name.strip()
+                if equals and name:
+                    jar.setdefault(name, decoder.value_decode(value.strip())[0])
+        return jar
+
+
+@dataclass
+class Response:
+    """An HTTP response: the server's answer to the upgrade request.
+
+    A client that was refused finds this in
+    :attr:`InvalidStatus.response <trio_ws.exceptions.InvalidStatus>`,
+    including the start of the body. A server builds one with
+    :meth:`ServerHandshake.accept` or :func:`make_response`.
+    """
+
+    status_code: int
+    reason_phrase: str
+    headers: Headers
+    body: bytes = b""
+
+
+def make_response(
+    status: int,
+    body: str | bytes = b"",
+    *,
+    headers: HeadersLike = (),
+    content_type: str | None = "text/plain; charset=utf-8",
+) -> Response:
+    """Build a response for a ``process_request`` hook: a 401, a health check...
+
+    The reason phrase is the standard one for ``status``. A ``str`` body is
+    encoded as UTF-8. ``Content-Length`` is set from the body, and
+    ``Content-Type`` to ``content_type`` when there is a body and ``headers``
+    has none. The connection is closed once it is sent: a ``Connection: close``
+    header is added when it goes out, unless you set one.
+
+    Raises:
+        ValueError: ``status`` is not 200-599, or it forbids a body
+            (204, 304) and one was given.
+    """
+    if not 200 <= status <= 599:
+        raise ValueError(f"cannot make a {status} response; use ServerHandshake.accept for 101")
+    payload = body.encode() if isinstance(body, str) else body
+    response_headers = Headers(headers)
+    if status in _NO_BODY_STATUSES:
+        if payload:
+            raise ValueError(f"a {status} response has no body")
+    else:
+        if payload and content_type is not None and "Content-Type" not in response_headers:
+            response_headers["Content-Type"] = content_type
+        response_headers["Content-Length"] = str(len(payload))
+    return Response(status, _reason(status), response_headers, payload)
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        # HTTP/1.1 allows an empty reason phrase (RFC 9112 §4).
+        return ""
+
+
+def generate_key() -> str:
+    """Return a fresh ``Sec-WebSocket-Key``: 16 random bytes in base64 (RFC 6455 §4.1)."""
+    return base64.b64encode(secrets.token_bytes(16)).decode()
+
+
+def accept_key(key: str) -> str:
+    """Return the ``Sec-WebSocket-Accept`` value for ``key`` (RFC 6455 §4.2.2).
+
+    ``accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="``
+    """
+    digest = hashlib.sha1((key + _GUID).encode(), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _is_valid_key(key: str) -> bool:
+    try:
+        # validate=True: other characters than base64's are an error, not noise.
+        # Non-ASCII text raises ValueError too.
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
+
+
+def select_subprotocol(client: Sequence[str], server: Sequence[str]) -> str | None:
+    """Pick the first subprotocol in ``server``'s order that the client offered.
+
+    Returns None when they share none. That is not an error here: RFC 6455
+    §4.1 lets the client decide whether to go on without a subprotocol.
+    """
+    for subprotocol in server:
+        if subprotocol in client:
+            return subprotocol
+    return None
+
+
+def _response_from_h11(event: h11.Response | h11.InformationalResponse) -> Response:
+    return Response(
+        event.status_code,
+        event.reason.decode("latin-1"),
+        Headers._from_wire(event.headers.raw_items()),
+    )
+
+
+class ClientHandshake:
+    """The client side of the opening handshake (RFC 6455 §4.1).
+
+    The request is built at once and :meth:`data_to_send` returns it. Feed
+    every byte read afterwards to :meth:`receive_data` (and the end of the
+    stream to :meth:`receive_eof`) until :attr:`complete` is True. Then either
+    :attr:`accepted` is True, and :attr:`subprotocol`, :attr:`extension` and
+    :attr:`trailing_data` (the first WebSocket bytes, which may have arrived
+    with the response) go to the frame machine; or :attr:`error` says why the
+    server or its response was refused.
+
+    Args:
+        host: the ``Host`` header; include ``:port`` when it is not the
+            scheme's default, and put an IPv6 address in brackets.
+        resource: the request-target, e.g. ``"/chat?room=1"``; ASCII
+            (percent-encode anything else).
+        origin: the ``Origin`` header, if any.
+        subprotocols: subprotocols to offer, most preferred first.
+        compression: the permessage-deflate offer (RFC 7692), or None for
+            no extension.
+        additional_headers: more headers for the request, after ours.
+        user_agent: the ``User-Agent`` header, or None to send none.
+        key: the ``Sec-WebSocket-Key``; random by default. Tests pass one to
+            get reproducible bytes.
+        max_response_body: how much of a refusal's body to keep; the
+            response is complete once that much has arrived.
+        max_header_size: the largest response head we buffer.
+
+    Raises:
+        ValueError: an argument is malformed: a header, a subprotocol that
+            is not a token, a non-ASCII resource, or an invalid key.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        resource: str,
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] = (),
+        compression: DeflateConfig | None = DeflateConfig(),  # noqa: B008 - frozen, so sharable
+        additional_headers: HeadersLike = (),
+        user_agent: str | None = USER_AGENT,
+        key: str | None = None,
+        max_response_body: int = 65536,
+        max_header_size: int = _DEFAULT_MAX_HEADER_SIZE,
+    ) -> None:
+        if isinstance(subprotocols, str):
+            raise TypeError("subprotocols must be a sequence of str, not a str")
+        for subprotocol in subprotocols:
+            # RFC 6455 §4.1: each element is a token.
+            if not _TOKEN_RE.fullmatch(subprotocol):
+                raise ValueError(f"invalid subprotocol {subprotocol!r}")
+        if key is None:
+            key = generate_key()
+        elif not _is_valid_key(key):
+            raise ValueError(f"invalid Sec-WebSocket-Key {key!r}: need 16 bytes in base64")
+        if not resource.startswith("/"):
+            raise ValueError(f"resource must start with '/', not {resource!r}")
+        try:
+            target = resource.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError(f"resource must be ASCII (percent-encode it): {resource!r}") from None
+
+        headers = Headers()
+        headers.add("Host", host)
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Key", key)
+        headers.add("Sec-WebSocket-Version", "13")
+        if origin is not None:
+            headers.add("Origin", origin)
+        if subprotocols:
+            headers.add("Sec-WebSocket-Protocol", ", ".join(subprotocols))
+        if compression is not None:
+            headers.add("Sec-WebSocket-Extensions", client_offer(compression))
+        if user_agent is not None:
+            headers.add("User-Agent", user_agent)
+        for name, value in Headers(additional_headers).items():
+            headers.add(name, value)
+
+        #: What we send.
+        self.request = Request(resource, headers)
+        #: True once the outcome is known: accepted, refused, or failed.
+        self.complete = False
+        #: True when the server switched protocols and every check passed.
+        self.accepted = False
+        #: The server's response, once complete (None if none arrived).
+        self.response: Response | None = None
+        #: Why the handshake failed, once complete and not accepted.
+        self.error: InvalidHandshake | None = None
+        #: The subprotocol the server chose, if any.
+        self.subprotocol: str | None = None
+        #: The negotiated permessage-deflate codec, if any.
+        self.extension: PerMessageDeflate | None = None
+        #: Bytes that followed the 101 response: the first WebSocket frames.
+        self.trailing_data = b""
+
+        self._key = key
+        self._subprotocols = list(subprotocols)
+        self._compression = compression
+        self._max_response_body = max_response_body
+        self._received = 0
+        # A refusal whose body we are reading, and that body so far.
+        self._refusal: Response | None = None
+        self._body = bytearray()
+
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
+        try:
+            request_bytes = self._conn.send(
+                h11.Request(method=b"GET", target=target, headers=headers.raw_items())
+            )
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"invalid resource {resource!r}: {exc}") from None
+        # A request without Content-Length has an empty body (RFC 9112 §6.3),
+        # so EndOfMessage serializes to nothing; sending it moves h11 on to
+        # waiting for the response.
+        self._conn.send(h11.EndOfMessage())
+        self._outgoing = request_bytes or b""
+
+    def data_to_send(self) -> bytes:
+        """Return the bytes to write: the whole request the first time, then b""."""
+        data, self._outgoing = self._outgoing, b""
+        return data
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the server; then look at :attr:`complete`.
+
+        Bytes that arrive after an accepted response are appended to
+        :attr:`trailing_data`; after a refusal or failure they are ignored.
+        An empty ``data`` is not EOF: call :meth:`receive_eof` for that.
+        """
+        if self.complete:
+            if self.accepted:
+                self.trailing_data += data
+            return
+        if not data:
+            return
+        self._received += len(data)
+        self._conn.receive_data(data)
+        self._process()
+
+    def receive_eof(self) -> None:
+        """Tell the handshake the server closed the connection.
+
+        A refusal whose body had no length ends here; anything else still
+        incomplete fails with :class:`~trio_ws.exceptions.InvalidHandshake`.
+        """
+        if self.complete:
+            return
+        if self._refusal is None:
+            if self._received:
+                message = "connection closed in the middle of the HTTP response"
+            else:
+                message = "connection closed before the server sent an HTTP response"
+            self._fail(InvalidHandshake(message))
+            return
+        self._conn.receive_data(b"")
+        self._process()
+
+    def _process(self) -> None:
+        try:
+            while True:
+                event = self._conn.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                if isinstance(event, h11.InformationalResponse):
+                    if event.status_code == 101:
+                        self._switch(event)
+                        return
+                    # RFC 9110 §15.2: a client must skip interim responses
+                    # (100 Continue, 103 Early Hints) it did not ask for.
+                    continue
+                if isinstance(event, h11.Response):
+                    self._refusal = _response_from_h11(event)
+                elif isinstance(event, h11.Data):
+                    room = self._max_response_body - len(self._body)
+                    self._body += event.data[:room]
+                else:
+                    # EndOfMessage: the body is complete. (We stop reading
+                    # there, so PAUSED or ConnectionClosed never follow.)
+                    break
+                if len(self._body) >= self._max_response_body:
+                    # Enough to show the user; the rest is not worth waiting for.
+                    break
+        except h11.RemoteProtocolError as exc:
+            if self._refusal is None:
+                if exc.error_status_hint == 431:
+                    message = "HTTP response headers too large"
+                else:
+                    message = f"invalid HTTP response: {exc}"
+                self._fail(InvalidHandshake(message))
+                return
+            # The body was cut short (EOF before Content-Length bytes, bad
+            # chunking): the status is what matters, so keep what arrived.
+        self._refuse()
+
+    def _refuse(self) -> None:
+        response = self._refusal
+        # h11 emits Data and EndOfMessage only after a Response.
+        assert response is not None
+        response.body = bytes(self._body)
+        self.response = response
+        self._fail(InvalidStatus(response))
+
+    def _switch(self, event: h11.InformationalResponse) -> None:
+        self.response = response = _response_from_h11(event)
+        self.trailing_data = self._conn.trailing_data[0]
+        try:
+            subprotocol, extension = self._check(response.headers)
+        except InvalidHandshake as exc:
+            self._fail(exc)
+            return
+        self.subprotocol = subprotocol
+        self.extension = extension
+        self.accepted = True
+        self.complete = True
+
+    def _check(self, headers: Headers) -> tuple[str | None, PerMessageDeflate | None]:
+        """Validate a 101 response (RFC 6455 §4.1, "the client MUST validate")."""
+        _require_token(headers, "Upgrade", "websocket")
+        _require_token(headers, "Connection", "upgrade")
+
+        accepts = headers.get_all("Sec-WebSocket-Accept")
+        if not accepts:
+            raise InvalidHeader("Sec-WebSocket-Accept")
+        if len(accepts) > 1:
+            raise InvalidHeader("Sec-WebSocket-Accept", ", ".join(accepts), "more than one")
+        if accepts[0] != accept_key(self._key):
+            raise InvalidHeader("Sec-WebSocket-Accept", accepts[0], "does not match the key")
+
+        subprotocol = None
+        protocol_values = headers.get_all("Sec-WebSocket-Protocol")
+        if protocol_values:
+            chosen = _split_list(protocol_values)
+            if len(chosen) != 1:
+                raise InvalidHeader(
+                    "Sec-WebSocket-Protocol",
+                    ", ".join(protocol_values),
+                    "the server must choose exactly one",
+                )
+            subprotocol = chosen[0]
+            if subprotocol not in self._subprotocols:
+                raise NegotiationError(
+                    f"server chose subprotocol {subprotocol!r}, which the client did not offer"
+                )
+
+        extension = None
+        extension_values = _non_empty(headers.get_all("Sec-WebSocket-Extensions"))
+        if extension_values:
+            if self._compression is None:
+                # RFC 6455 §9.1: the server may only use extensions we offered.
+                raise NegotiationError(
+                    f"server chose extensions {', '.join(extension_values)!r}, "
+                    "but the client offered none"
+                )
+            extension = client_accept(self._compression, extension_values)
+        return subprotocol, extension
+
+    def _fail(self, error: InvalidHandshake) -> None:
+        self.error = error
+        self.complete = True
+
+
+class ServerHandshake:
+    """The server side of the opening handshake (RFC 6455 §4.2).
+
+    Feed every byte read to :meth:`receive_data` (and the end of the stream
+    to :meth:`receive_eof`) until :attr:`request` or :attr:`error` is set.
+
+    - A valid upgrade request: :attr:`request` is set, :attr:`error` is None.
+      Call :meth:`accept` for the 101 response, then :meth:`send_response`
+      (or send a refusal of your own instead).
+    - Anything else: :attr:`error` says what is wrong and
+      :attr:`error_response` is the response to send before closing: 400 for
+      a malformed request, 426 with ``Upgrade: websocket`` when it is not an
+      upgrade at all (a browser opening the URL), 426 with
+      ``Sec-WebSocket-Version: 13`` for another protocol version, 405 with
+      ``Allow: GET`` for another method, 505 for an HTTP major version other
+      than 1, 431 for a head larger than ``max_header_size``, 501 for a
+      transfer coding h11 cannot read. It is None when the client closed
+      before its request was complete: nobody would read an answer.
+      :attr:`request` is set too if the request head was complete, so a
+      ``process_request`` hook can still answer, say, a health check.
+
+    Then write out :meth:`data_to_send`. Bytes that followed the request head
+    (a client may pipeline its first frame) are in :attr:`trailing_data` and
+    belong to the frame machine, together with :attr:`extension` and
+    :attr:`subprotocol`.
+
+    Args:
+        max_header_size: the largest request head we accept, in bytes; more
+            is refused with 431 and never buffered.
+    """
+
+    def __init__(self, *, max_header_size: int = _DEFAULT_MAX_HEADER_SIZE) -> None:
+        #: The request head, once complete (even if not a valid upgrade).
+        self.request: Request | None = None
+        #: Why the request cannot be upgraded, if it cannot.
+        self.error: InvalidHandshake | None = None
+        #: The response to send for :attr:`error`, if one is worth sending.
+        self.error_response: Response | None = None
+        #: Bytes that followed a valid request head: the first frames.
+        self.trailing_data = b""
+        #: The subprotocols the client offered, in its order.
+        self.client_subprotocols: list[str] = []
+        #: The permessage-deflate codec negotiated by :meth:`accept`, if any.
+        self.extension: PerMessageDeflate | None = None
+        #: The subprotocol chosen by :meth:`accept`, if any.
+        self.subprotocol: str | None = None
+
+        self._max_header_size = max_header_size
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self._received = 0
+        self._head_done = False  # the request head arrived, or reading it failed
+        self._key: str | None = None  # set once the request is a valid upgrade
+        self._extension_offers: list[str] = []
+        self._sent = False
+        self._outgoing = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the client; then look at :attr:`request` and :attr:`error`.
+
+        Bytes that arrive after a valid request head are appended to
+        :attr:`trailing_data`; after an error they are ignored. An empty
+        ``data`` is not EOF: call :meth:`receive_eof` for that.
+        """
+        if self._head_done:
+            if self._key is not None:
+                self.trailing_data += data
+            return
+        if not data:
+            return
+        self._received += len(data)
+        self._conn.receive_data(data)
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            self._head_done = True
+            if exc.error_status_hint == 431:
+                self._reject(431, self._too_large())
+            else:
+                self._reject(
+                    exc.error_status_hint, InvalidHandshake(f"invalid HTTP request: {exc}")
+                )
+            return
+        # The first event on a server connection is the request head; until it
+        # is complete h11 says NEED_DATA (we handle EOF ourselves).
+        if not isinstance(event, h11.Request):
+            return
+        self._head_done = True
+        after_head = self._conn.trailing_data[0]
+        headers = Headers._from_wire(event.headers.raw_items())
+        self.request = Request(event.target.decode("latin-1"), headers)
+        self.client_subprotocols = _split_list(headers.get_all("Sec-WebSocket-Protocol"))
+        # Checked here as well as by h11: h11 only bounds a head that arrives
+        # in pieces, and the limit should not depend on how reads split.
+        if self._received - len(after_head) > self._max_header_size:
+            self._reject(431, self._too_large())
+            return
+        if event.method != b"GET":
+            # RFC 6455 §4.2.1: the handshake is a GET. 405 rather than 400: the
+            # request is fine, this URL just does not do that.
+            method = event.method.decode("latin-1")
+            error = InvalidHandshake(f"unsupported HTTP method {method}; expected GET")
+            self._reject(405, error, [("Allow", "GET")])
+            return
+        major, _, minor = event.http_version.partition(b".")
+        if major != b"1":
+            version = event.http_version.decode()
+            self._reject(505, InvalidHandshake(f"unsupported HTTP version {version}"))
+            return
+        if minor == b"0":
+            # RFC 6455 §4.2.1 needs HTTP/1.1. Not 505: that status is for
+            # another major version (RFC 9110 §15.6.6).
+            self._reject(400, InvalidHandshake("HTTP/1.0 request; WebSocket needs HTTP/1.1"))
+            return
+        content_length = headers.get("Content-Length")
+        if "Transfer-Encoding" in headers or (
+            content_length is not None and content_length.lstrip("0") != ""
+        ):
+            # We would have to read and discard it before the first frame.
+            self._reject(400, InvalidHandshake("the upgrade request has a body"))
+            return
+        try:
+            _require_token(headers, "Upgrade", "websocket")
+        except InvalidHeader as exc:
+            # RFC 9110 §15.5.22: 426 says which protocol to upgrade to.
+            self._reject(426, exc, [("Upgrade", "websocket")])
+            return
+        try:
+            key = self._check(headers)
+        except InvalidHeader as exc:
+            self._reject(400, exc)
+            return
+        versions = headers.get_all("Sec-WebSocket-Version")
+        if versions != ["13"]:
+            # RFC 6455 §4.2.2: name the versions we understand.
+            error = InvalidHeader(
+                "Sec-WebSocket-Version", ", ".join(versions), "only version 13 is supported"
+            )
+            self._reject(426, error, [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")])
+            return
+        self._key = key
+        self.trailing_data = after_head
+
+    def _check(self, headers: Headers) -> str:
+        """Validate the upgrade headers (RFC 6455 §4.2.1) and return the key."""
+        if "Host" not in headers:
+            # h11 enforces this for HTTP/1.1 only.
+            raise InvalidHeader("Host")
+        _require_token(headers, "Connection", "upgrade")
+        keys = headers.get_all("Sec-WebSocket-Key")
+        if not keys:
+            raise InvalidHeader("Sec-WebSocket-Key")
+        if len(keys) > 1:
+            raise InvalidHeader("Sec-WebSocket-Key", ", ".join(keys), "more than one")
+        if not _is_valid_key(keys[0]):
+            raise InvalidHeader("Sec-WebSocket-Key", keys[0], "expected 16 bytes in base64")
+        if "Sec-WebSocket-Version" not in headers:
+            raise InvalidHeader("Sec-WebSocket-Version")
+        offers = _non_empty(headers.get_all("Sec-WebSocket-Extensions"))
+        if offers:
+            # Refuse a malformed header whatever our own compression setting,
+            # so the same request gets the same answer from every server. This
+            # also means server_accept() cannot raise in accept().
+            parse_extension_header(offers)
+        self._extension_offers = offers
+        return keys[0]
+
+    def _too_large(self) -> InvalidHandshake:
+        return InvalidHandshake(f"request head larger than {self._max_header_size} bytes")
+
+    def _reject(self, status: int, error: InvalidHandshake, headers: HeadersLike = ()) -> None:
+        self.error = error
+        body = f"Failed to open a WebSocket connection: {error}.\n"
+        response_headers = Headers(headers)
+        if "Upgrade" in response_headers:
+            if status == 426 and isinstance(error, InvalidHeader) and error.name == "Upgrade":
+                body += (
+                    "\nThis URL serves WebSocket connections. A browser cannot open it "
+                    "directly; use a WebSocket client.\n"
+                )
+            # RFC 9110 §7.8: whoever sends Upgrade also sends Connection: upgrade.
+            response_headers["Connection"] = "Upgrade, close"
+        else:
+            response_headers["Connection"] = "close"
+        self.error_response = make_response(status, body, headers=response_headers)
+
+    def receive_eof(self) -> None:
+        """Tell the handshake the client closed the connection.
+
+        Before the request head is complete this is an error with no
+        :attr:`error_response`; afterwards it is the frame machine's business
+        and is ignored here.
+        """
+        if self._head_done:
+            return
+        self._head_done = True
+        if self._received:
+            self.error = InvalidHandshake("connection closed before the request was complete")
+        else:
+            self.error = InvalidHandshake("connection closed before the client sent a request")
+
+    def accept(
+        self,
+        *,
+        subprotocol: str | None = None,
+        compression: DeflateConfig | None = DeflateConfig(),  # noqa: B008 - frozen, so sharable
+        additional_headers: HeadersLike = (),
+        server_header: str | None = SERVER,
+    ) -> Response:
+        """Build the 101 response that accepts the upgrade (RFC 6455 §4.2.2).
+
+        Sets :attr:`subprotocol` and :attr:`extension` but sends nothing: pass
+        the response (perhaps after a ``process_response`` hook changed it)
+        to :meth:`send_response`.
+
+        Args:
+            subprotocol: the subprotocol to use, one of
+                :attr:`client_subprotocols` (see :func:`select_subprotocol`),
+                or None.
+            compression: what permessage-deflate parameters we accept, or
+                None to decline any offer. An offer we cannot honour is
+                declined, as RFC 7692 §5.1 says, rather than refused.
+            additional_headers: more headers for the response, after ours.
+            server_header: the ``Server`` header, or None to send none.
+
+        Raises:
+            ProtocolError: there is no valid upgrade request to accept, or a
+                response was already sent.
+            ValueError: ``subprotocol`` was not offered by the client.
+        """
+        if self._key is None:
+            raise ProtocolError("no valid WebSocket upgrade request to accept")
+        if self._sent:
+            raise ProtocolError("a handshake response was already sent")
+        if subprotocol is not None and subprotocol not in self.client_subprotocols:
+            raise ValueError(f"the client did not offer subprotocol {subprotocol!r}")
+        headers = Headers()
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Accept", accept_key(self._key))
+        if subprotocol is not None:
+            headers.add("Sec-WebSocket-Protocol", subprotocol)
+        extension = None
+        if compression is not None and self._extension_offers:
+            # Offers we cannot honour are declined (RFC 7692 §5.1), not refused.
+            negotiated = server_accept(compression, self._extension_offers)
+            if negotiated is not None:
+                value, extension = negotiated
+                headers.add("Sec-WebSocket-Extensions", value)
+        if server_header is not None:
+            headers.add("Server", server_header)
+        for name, value in Headers(additional_headers).items():
+            headers.add(name, value)
+        self.subprotocol = subprotocol
+        self.extension = extension
+        return Response(101, "Switching Protocols", headers)
+
+    def send_response(self, response: Response) -> None:
+        """Queue ``response`` for :meth:`data_to_send`: the 101, or a refusal.
+
+        A refusal (any status but 101) gets ``Connection: close`` unless it
+        has a ``Connection`` header, and ``Content-Length`` unless it has a
+        length or ``Transfer-Encoding``; the caller closes the connection
+        after writing it. It also clears :attr:`subprotocol` and
+        :attr:`extension`: nothing was negotiated.
+
+        Raises:
+            ProtocolError: a response was already sent, or a 101 answers a
+                request that is not a valid upgrade.
+            ValueError: the status is not 101 or 200-599, the reason phrase
+                holds a control character, a 101/204/304 has a body, or
+                ``Content-Length`` does not match the body.
+        """
+        if self._sent:
+            raise ProtocolError("a handshake response was already sent")
+        if response.status_code == 101:
+            if self._key is None:
+                raise ProtocolError("cannot switch protocols: no valid upgrade request")
+        else:
+            self.subprotocol = None
+            self.extension = None
+        self._outgoing += _serialize_response(response)
+        self._sent = True
+
+    def data_to_send(self) -> bytes:
+        """Return the bytes queued by :meth:`send_response` and forget them."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+
+def _serialize_response(response: Response) -> bytes:
+    status = response.status_code
+    if status != 101 and not 200 <= status <= 599:
+        raise ValueError(f"cannot send a {status} response")
+    if _CTL_RE.search(response.reason_phrase):
+        raise ValueError(f"reason phrase contains a control character: {response.reason_phrase!r}")
+    headers = response.headers.copy()
+    body = response.body
+    if status in _NO_BODY_STATUSES:
+        if body:
+            raise ValueError(f"a {status} response has no body")
+    elif "Transfer-Encoding" not in headers:
+        # RFC 9112 §6.3: without a length the body would run to the close.
+        length = headers.get("Content-Length")
+        if length is None:
+            headers["Content-Length"] = str(len(body))
+        elif length != str(len(body)):
+            raise ValueError(f"Content-Length {length} does not match a {len(body)}-byte body")
+    if status != 101 and "Connection" not in headers:
+        headers["Connection"] = "close"
+    lines = [f"HTTP/1.1 {status} {response.reason_phrase}\r\n".encode("latin-1")]
+    lines.extend(name + b": " + value + b"\r\n" for name, value in headers.raw_items())
+    lines.append(b"\r\n")
+    lines.append(body)
+    return b"".join(lines)
