@@ -1,0 +1,68 @@
+"""Every check CI runs, runnable on a laptop: ``nox -l`` lists them."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests", "no_speedups", "examples"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package, tests, examples and benchmarks."""
+    session.install("-e", ".[test,bench]", "nox")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite on trio and asyncio, with the C accelerator."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def no_speedups(session: nox.Session) -> None:
+    """The sans-IO core and I/O layer with the pure-Python masking."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/protocol",
+        "tests/test_speedups.py",
+        env={"TRIO_WS_NO_SPEEDUPS": "1"},
+    )
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run the examples that finish on their own."""
+    session.install("-e", ".")
+    session.run("python", "examples/demo.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmarks, side by side with the other libraries."""
+    session.install("-e", ".[bench]")
+    session.run("python", "bench/bench_core.py", *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel and check their metadata."""
+    session.install("build", "twine")
+    session.run("python", "-m", "build", "--outdir", "dist")
+    session.run("twine", "check", "dist/*")
