@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import fixed_mask, open_machine_pair, pump
 from trio_ws.exceptions import PayloadTooBig, ProtocolError
+from trio_ws.protocol.deflate import DeflateConfig, client_accept, client_offer, server_accept
 from trio_ws.protocol.frames import Close, Frame, Opcode, parse_single
 from trio_ws.protocol.machine import (
     BinaryMessage,
@@ -540,8 +541,7 @@ def test_fragment_rules_on_the_sending_side() -> None:
 @SIDES
 def test_eof_without_close_is_abnormal(sender: str) -> None:
     _, far = open_machine_pair(first=sender)
-    assert far.close_code is None
-    assert far.close_reason is None
+    assert (far.close_code, far.close_reason) == (None, None)
     far.receive_eof()
     far.receive_eof()
     assert state_of(far) is State.CLOSED
@@ -585,3 +585,69 @@ def test_fail_after_close_sent_sends_nothing_more() -> None:
     assert server.data_to_send() == b""
     assert server.close_sent == Close(1000)
     assert server.state is State.CLOSED
+
+
+# -- permessage-deflate in the machine --------------------------------------------
+
+
+def deflate_pair(**kwargs: object) -> tuple[WebSocketMachine, WebSocketMachine]:
+    """A client and a server machine that negotiated permessage-deflate."""
+    config = DeflateConfig(min_size=0)
+    value, server_codec = server_accept(config, [client_offer(config)]) or (None, None)
+    assert value is not None
+    client_codec = client_accept(config, [value])
+    assert client_codec is not None
+    assert server_codec is not None
+    client = WebSocketMachine(Role.CLIENT, extension=client_codec, **kwargs)  # type: ignore[arg-type]
+    server = WebSocketMachine(Role.SERVER, extension=server_codec, **kwargs)  # type: ignore[arg-type]
+    return client, server
+
+
+@pytest.mark.parametrize("sender", ["client", "server"])
+def test_compressed_messages_cross_intact(sender: str) -> None:
+    client, server = deflate_pair()
+    near, far = (client, server) if sender == "client" else (server, client)
+    messages: list[str | bytes] = ["{'a': 1}" * 50, b"\x00" * 70_000, "", "tiny", "é" * 3000]
+    for message in messages:
+        if isinstance(message, str):
+            near.send_text(message)
+        else:
+            near.send_binary(message)
+    wire = near.data_to_send()
+    assert len(wire) < 4000  # really compressed
+    assert wire[0] & 0x40  # RSV1 on a data frame
+    for i in range(0, len(wire), 700):  # streamed in pieces too
+        far.receive_data(wire[i : i + 700])
+    expected = [TextMessage(m) if isinstance(m, str) else BinaryMessage(m) for m in messages]
+    assert far.events_received() == expected
+
+
+def test_compressed_fragmented_message_sets_rsv1_on_first_frame_only() -> None:
+    client, server = deflate_pair()
+    client.send_text("x" * 100, fin=False)
+    first = client.data_to_send()
+    client.send_continuation(b"y" * 100, fin=True)
+    second = client.data_to_send()
+    assert first[0] == 0x41  # RSV1 | TEXT, FIN clear
+    assert second[0] == 0x80  # FIN | CONT, no RSV1
+    server.receive_data(first + second)
+    assert server.events_received() == [TextMessage("x" * 100 + "y" * 100)]
+
+
+def test_decompression_bomb_fails_with_1009_without_expanding() -> None:
+    client, server = deflate_pair(max_size=10_000)
+    client.max_size = None  # the sender may send anything
+    client.send_binary(b"\x00" * 5_000_000)
+    wire = client.data_to_send()
+    assert len(wire) < 10_000
+    server.receive_data(wire)
+    assert server.events_received() == []
+    assert_failed(server, 1009, PayloadTooBig)
+
+
+def test_invalid_compressed_data_fails_with_1007() -> None:
+    _, server = deflate_pair()
+    server.receive_data(
+        Frame(Opcode.BINARY, b"\xff\xff\xff\xff", rsv1=True).serialize(mask_key=MASK)
+    )
+    assert_failed(server, 1007, ProtocolError)

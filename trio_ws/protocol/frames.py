@@ -11,8 +11,14 @@ import enum
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..exceptions import ProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 __all__ = [
     "Close",
@@ -211,15 +217,16 @@ def parse_header(
     return data[pos], length, mask_key, header_length
 
 
-def _py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+def _py_apply_mask(data: Buffer, mask: bytes) -> bytes:
     """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 §5.3).
 
     Python integers XOR in C, so this runs in linear time without a Python
     loop per byte; the C accelerator is several times faster still.
     """
-    n = len(data)
+    n = memoryview(data).nbytes
     if not n:
         return b""
+    mask = bytes(mask)
     repeated = mask * ((n + 3) >> 2)
     if len(repeated) != n:
         repeated = repeated[:n]
@@ -228,7 +235,7 @@ def _py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     )
 
 
-def _load_apply_mask() -> tuple[object, bool]:
+def _load_apply_mask() -> tuple[Callable[[Buffer, bytes], bytes], bool]:
     if os.environ.get("TRIO_WS_NO_SPEEDUPS"):
         return _py_apply_mask, False
     try:
@@ -238,7 +245,9 @@ def _load_apply_mask() -> tuple[object, bool]:
     return c_apply_mask, True
 
 
-_apply_mask, HAVE_SPEEDUPS = _load_apply_mask()
+#: The masking function without the check on the key's length, for callers
+#: that always pass 4 bytes (the state machine): C when built, else Python.
+apply_mask_unchecked, HAVE_SPEEDUPS = _load_apply_mask()
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -249,7 +258,7 @@ def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """
     if len(mask) != 4:
         raise ValueError("mask must be exactly 4 bytes")
-    return _apply_mask(data, mask)  # type: ignore[operator, no-any-return]  # chosen at import
+    return apply_mask_unchecked(data, mask)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 from ..exceptions import PayloadTooBig, ProtocolError
-from .frames import Close, CloseCode, Opcode, apply_mask, parse_header, serialize_header
+from .frames import Close, CloseCode, Opcode, parse_header, serialize_header
+from .frames import apply_mask_unchecked as apply_mask
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -339,12 +340,14 @@ class WebSocketMachine:
 
         pos += header_length
         stop = pos + length
-        if first & 0x80 and stop <= end and opcode and not self._msg_compressed:
-            # Fast path: a whole unfragmented, uncompressed message in hand.
+        if first & 0x80 and stop <= end and opcode:
+            # Fast path: a whole unfragmented message in hand.
             payload = data[pos:stop]
             if mask is not None:
                 payload = apply_mask(payload, mask)
             self._msg_opcode = 0
+            if self._msg_compressed:
+                payload = self._decompress(payload, True, max_size)
             if opcode == 1:
                 try:
                     self._events.append(TextMessage(payload.decode()))
@@ -376,14 +379,8 @@ class WebSocketMachine:
             chunk = apply_mask(chunk, mask)
         message_done = frame_done and self._rx_fin
         if self._msg_compressed:
-            assert self.extension is not None
             limit = None if self.max_size is None else self.max_size - self._msg_size
-            try:
-                chunk = self.extension.decompress(chunk, fin=message_done, max_length=limit)
-            except PayloadTooBig:
-                raise _too_big(self.max_size) from None
-            except ProtocolError as exc:
-                raise _Fail(CloseCode.INVALID_DATA, "invalid compressed data", exc) from None
+            chunk = self._decompress(chunk, message_done, limit)
         self._msg_size += len(chunk)
         decoder = self._msg_decoder
         if decoder is not None:
@@ -408,6 +405,16 @@ class WebSocketMachine:
             else:
                 self._events.append(BinaryMessage(b"".join(parts)))  # type: ignore[arg-type]
             self._msg_opcode = 0
+
+    def _decompress(self, data: bytes, fin: bool, limit: int | None) -> bytes:
+        extension = self.extension
+        assert extension is not None
+        try:
+            return extension.decompress(data, fin=fin, max_length=limit)
+        except PayloadTooBig:
+            raise _too_big(self.max_size) from None
+        except ProtocolError as exc:
+            raise _Fail(CloseCode.INVALID_DATA, "invalid compressed data", exc) from None
 
     def _control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == Opcode.PING:
