@@ -47,7 +47,7 @@ class _TrioStreamAdapter(anyio.abc.ByteStream):
         except self._trio.ClosedResourceError as exc:
             raise anyio.ClosedResourceError from exc
         except (self._trio.BrokenResourceError, OSError) as exc:
-            raise anyio.BrokenResourceError from exc
+            raise anyio.BrokenResourceError from _os_error(exc)
         if not data:
             raise anyio.EndOfStream
         return bytes(data)
@@ -58,7 +58,7 @@ class _TrioStreamAdapter(anyio.abc.ByteStream):
         except self._trio.ClosedResourceError as exc:
             raise anyio.ClosedResourceError from exc
         except (self._trio.BrokenResourceError, OSError) as exc:
-            raise anyio.BrokenResourceError from exc
+            raise anyio.BrokenResourceError from _os_error(exc)
 
     async def send_eof(self) -> None:
         send_eof = getattr(self.stream, "send_eof", None)
@@ -78,6 +78,17 @@ class _TrioStreamAdapter(anyio.abc.ByteStream):
             anyio.abc.SocketAttribute.remote_address: sock.getpeername,
             anyio.abc.SocketAttribute.local_address: sock.getsockname,
         }
+
+
+def _os_error(exc: BaseException) -> BaseException:
+    """The OSError behind a trio error, as anyio's own streams chain it.
+
+    trio raises ``BrokenResourceError`` from the socket's ``OSError``; the
+    connection reports ``__cause__`` of what we raise as the reason the
+    connection was lost, so skip trio's wrapper.
+    """
+    cause = exc.__cause__
+    return cause if isinstance(cause, OSError) else exc
 
 
 def _find_socket(stream: object) -> socket.socket | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import urllib.parse
 
 from .exceptions import InvalidURI
@@ -11,6 +12,8 @@ from .exceptions import InvalidURI
 __all__ = ["WebSocketURI", "parse_uri"]
 
 DEFAULT_PORTS = {False: 80, True: 443}
+
+_BAD_HOST_CHARS = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,6 +71,10 @@ def parse_uri(uri: str) -> WebSocketURI:
         raise InvalidURI(uri, "fragment identifier isn't allowed")
     secure = scheme == "wss"
     host = parsed.hostname
+    if _BAD_HOST_CHARS.search(host):
+        # urlsplit() does not validate the host: a space or a control
+        # character would reach DNS and the Host header as is.
+        raise InvalidURI(uri, "hostname contains whitespace or a control character")
     try:
         host.encode("ascii")
     except UnicodeEncodeError:

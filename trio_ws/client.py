@@ -19,7 +19,7 @@ import random
 import ssl as ssl_module
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -29,12 +29,21 @@ from ._url import WebSocketURI, parse_uri
 from .connection import ConnectionContext, WebSocketConnection
 from .exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from .protocol.deflate import DeflateConfig
+from .protocol.frames import CloseCode
 from .protocol.handshake import USER_AGENT, ClientHandshake, Headers
 from .protocol.machine import Role, WebSocketMachine
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import trio
+
     from ._streams import TrioStreamLike
     from .protocol.handshake import HeadersLike
+
+    #: Where connection tasks run: an anyio task group or a trio nursery
+    #: (both have the ``start_soon(func, *args, name=...)`` we use).
+    Nursery: TypeAlias = anyio.abc.TaskGroup | trio.Nursery
 
 __all__ = [
     "connect_websocket",
@@ -82,7 +91,8 @@ class _ClientOptions:
         if isinstance(subprotocols, str):
             raise TypeError("subprotocols must be a list of strings, not a string")
         self.subprotocols = list(subprotocols or ())
-        self.additional_headers = additional_headers or ()
+        # A copy: an iterator of pairs would not survive a second connection.
+        self.additional_headers = Headers(additional_headers or ())
         self.user_agent_header = user_agent_header
         self.origin = origin
         self.compression = compression_config(compression)
@@ -95,28 +105,58 @@ class _ClientOptions:
         self.create_connection: CreateConnection = create_connection or WebSocketConnection
         self.unix_socket_path = unix_socket_path
         self.connection_options = connection_options
-        # Fail now, not after connecting, on a bad connection option.
+        # Fail now, not after connecting, on a bad option: a trial request
+        # checks subprotocols, headers, origin and user agent.
         WebSocketConnection._check_options(**connection_options)
+        ClientHandshake(
+            "localhost",
+            "/",
+            origin=origin,
+            subprotocols=self.subprotocols,
+            compression=self.compression,
+            additional_headers=self.additional_headers,
+            user_agent=user_agent_header,
+        )
+
+
+def _check_ssl(uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None) -> None:
+    """Raise ValueError if ``ssl`` contradicts the scheme of ``uri``."""
+    if uri.secure and ssl is False:
+        raise ValueError("a wss:// URL needs TLS; pass an SSLContext or leave ssl unset")
+    if not uri.secure and ssl is not None and ssl is not False:
+        raise ValueError("ssl was given for a ws:// URL; use wss:// for TLS")
 
 
 def _ssl_context(
     uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None
 ) -> ssl_module.SSLContext | None:
-    if uri.secure:
-        if ssl is None or ssl is True:
-            return ssl_module.create_default_context()
-        if ssl is False:
-            raise ValueError("a wss:// URL needs TLS; pass an SSLContext or leave ssl unset")
-        return ssl
-    if ssl is not None and ssl is not False:
-        raise ValueError("ssl was given for a ws:// URL; use wss:// for TLS")
-    return None
+    _check_ssl(uri, ssl)
+    if not uri.secure:
+        return None
+    if ssl is None or ssl is True:
+        return ssl_module.create_default_context()
+    assert isinstance(ssl, ssl_module.SSLContext)
+    return ssl
 
 
 async def _open_stream(
     uri: WebSocketURI, context: ssl_module.SSLContext | None, options: _ClientOptions
 ) -> anyio.abc.ByteStream:
-    """Connect TCP (or a UNIX socket) and TLS. OSError stays OSError."""
+    """Connect TCP (or a UNIX socket) and TLS. OSError stays OSError (a
+    certificate error is an :class:`ssl.SSLError`, thus an OSError too); a
+    connection lost during the TLS handshake is an InvalidHandshake."""
+    try:
+        return await _open_raw_stream(uri, context, options)
+    except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+        # anyio's TLS handshake reports a peer that hung up with its own
+        # exceptions; they must not reach the user.
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else EOFError()
+        raise InvalidHandshake("connection lost during the TLS handshake") from cause
+
+
+async def _open_raw_stream(
+    uri: WebSocketURI, context: ssl_module.SSLContext | None, options: _ClientOptions
+) -> anyio.abc.ByteStream:
     if options.unix_socket_path is not None:
         stream: anyio.abc.ByteStream = await anyio.connect_unix(options.unix_socket_path)
         if context is not None:
@@ -166,20 +206,27 @@ async def _handshake(
     )
     connection = options.create_connection(stream, Role.CLIENT, **options.connection_options)
     connection.request = handshake.request
+    eof = False
     try:
         await stream.send(handshake.data_to_send())
         while not handshake.complete:
             try:
                 data = await stream.receive(RECEIVE_SIZE)
             except anyio.EndOfStream:
+                eof = True
                 handshake.receive_eof()
             else:
                 handshake.receive_data(data)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
         raise InvalidHandshake("connection lost during the opening handshake") from cause
-    connection.response = handshake.response
+    if handshake.response is not None:
+        connection.response = handshake.response
     if handshake.error is not None:
+        if eof and handshake.response is None:
+            # The server hung up before answering (a restart, say): network
+            # trouble that open_reconnecting_websocket may retry.
+            raise handshake.error from EOFError("the server closed the connection")
         raise handshake.error
     connection.subprotocol = handshake.subprotocol
     machine = WebSocketMachine(
@@ -271,6 +318,7 @@ def open_websocket_url(
         InvalidHandshake: any other handshake failure.
     """
     client_options = _ClientOptions(**options)
+    _check_ssl(parse_uri(url), ssl)  # fail now on a bad URL, not in __aenter__
     return ConnectionContext(lambda: _connect(url, ssl, client_options))
 
 
@@ -290,7 +338,7 @@ def open_websocket(
 
 
 async def connect_websocket_url(
-    nursery: anyio.abc.TaskGroup,
+    nursery: Nursery,
     url: str,
     *,
     ssl: ssl_module.SSLContext | bool | None = None,
@@ -304,12 +352,12 @@ async def connect_websocket_url(
     task group.
     """
     connection = await _connect(url, ssl, _ClientOptions(**options))
-    connection._start(nursery)
+    connection._start(_task_group(nursery))
     return connection
 
 
 async def connect_websocket(
-    nursery: anyio.abc.TaskGroup,
+    nursery: Nursery,
     host: str,
     port: int,
     resource: str = "/",
@@ -323,7 +371,7 @@ async def connect_websocket(
 
 
 async def wrap_client_stream(
-    nursery: anyio.abc.TaskGroup,
+    nursery: Nursery,
     stream: anyio.abc.ByteStream | TrioStreamLike,
     host: str,
     resource: str = "/",
@@ -339,8 +387,13 @@ async def wrap_client_stream(
     byte_stream = as_byte_stream(stream)
     with anyio.fail_after(client_options.open_timeout):
         connection = await _handshake(byte_stream, host, resource, client_options)
-    connection._start(nursery)
+    connection._start(_task_group(nursery))
     return connection
+
+
+def _task_group(nursery: Nursery) -> anyio.abc.TaskGroup:
+    # A trio nursery does what we need of a task group: start_soon(..., name=).
+    return cast("anyio.abc.TaskGroup", nursery)
 
 
 def _build_url(
@@ -445,6 +498,7 @@ class _ReconnectingContext:
             if key in kwargs
         }
         self._options = _ClientOptions(**kwargs)
+        _check_ssl(parse_uri(url), ssl)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._iterator: ReconnectingWebSocket | None = None
 
@@ -466,12 +520,27 @@ class _ReconnectingContext:
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         assert self._task_group is not None
         assert self._iterator is not None
+        # As for open_websocket_url: 1000 on a normal exit, 1011 if the block
+        # raised, 1001 if it was cancelled.
+        if exc is None:
+            code = CloseCode.NORMAL_CLOSURE
+        elif isinstance(exc, Exception):
+            code = CloseCode.INTERNAL_ERROR
+        else:
+            code = CloseCode.GOING_AWAY
         try:
             if self._iterator.connection is not None:
                 with anyio.CancelScope(shield=True):
-                    await self._iterator.connection.aclose(1000 if exc is None else 1001)
+                    await self._iterator.connection.aclose(code)
         finally:
-            await self._task_group.__aexit__(None, None, None)
+            try:
+                await self._task_group.__aexit__(None, None, None)
+            except anyio.get_cancelled_exc_class():
+                # A scope around the block was cancelled and the block raised:
+                # a Cancelled from here would replace the user's exception,
+                # and the scope would then swallow both.
+                if exc is None:
+                    raise
         return False
 
 

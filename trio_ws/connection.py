@@ -28,7 +28,11 @@ outbox synchronously, so a cancelled ``send()`` has either queued its whole
 message or nothing. ``recv()`` only ever waits for the queue, so a cancelled
 ``recv()`` loses nothing. Closing sets a deadline (``close_timeout``) on the
 reader's cancel scope; whatever happens, the reader's ``finally`` closes the
-stream, so no task outlives the connection.
+stream, so no task outlives the connection. A cancellation from outside (the
+task group's scope, or one around the ``async with``) stops all three tasks
+at once; then the reader's ``finally`` also finishes the closing handshake
+itself, with 1001 unless a close was already under way, still within
+``close_timeout``, since the writer is gone.
 
 Only the machine holds protocol state; this module holds queues, events and
 timers.
@@ -86,6 +90,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionContext", "PongWaiter", "WebSocketConnection"]
 
 Data = str | bytes
+BytesLike = bytes | bytearray | memoryview
 
 
 class PongWaiter:
@@ -179,11 +184,8 @@ class WebSocketConnection:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
-        #: The opening handshake's HTTP request: ``path``, ``query``,
-        #: ``headers`` (cookies live there, see ``request.cookies``).
-        self.request: Request | None = None
-        #: The opening handshake's HTTP response.
-        self.response: Response | None = None
+        self._request: Request | None = None
+        self._response: Response | None = None
         #: The subprotocol agreed during the handshake, or None.
         self.subprotocol: str | None = None
         #: Round-trip time of the last ping answered, in seconds (0 before).
@@ -207,6 +209,8 @@ class WebSocketConnection:
         self._writer_scope = anyio.CancelScope()
         self._heartbeat_scope = anyio.CancelScope()
         self._writer_done = False
+        self._writer_exited = anyio.Event()
+        self._write_interrupted = False  # the writer died in the middle of a write
         self._closing_deadline = math.inf
         self._closed = anyio.Event()
         self._transport_error: BaseException | None = None
@@ -249,17 +253,51 @@ class WebSocketConnection:
     @property
     def close_code(self) -> int | None:
         """The close code received from the peer; 1006 if the connection
-        closed without one; None while it is open."""
-        if not self._closed.is_set() or self._machine is None:
-            return None
-        return self._machine.close_code
+        closed without one; None while that is not known yet.
+
+        It is known once ``recv()`` raises
+        :class:`~trio_ws.exceptions.ConnectionClosed` (or ``async for``
+        ends), even if the TCP connection is still closing.
+        """
+        # The machine's answer is final once it is CLOSED: it ignores any
+        # input after a close frame, a failure or EOF.
+        return None if self._machine is None else self._machine.close_code
 
     @property
     def close_reason(self) -> str | None:
-        """The close reason received from the peer; None while it is open."""
-        if not self._closed.is_set() or self._machine is None:
-            return None
-        return self._machine.close_reason
+        """The close reason received from the peer (``""`` without one);
+        None while that is not known yet, as for :attr:`close_code`."""
+        return None if self._machine is None else self._machine.close_reason
+
+    @property
+    def request(self) -> Request:
+        """The opening handshake's HTTP request: ``path``, ``query``,
+        ``headers`` (cookies live there: ``request.cookies``).
+
+        Set before your server handler or your ``async with`` block runs (on
+        a server, before ``process_request`` too).
+        """
+        if self._request is None:
+            raise AttributeError("the opening handshake has not received a request yet")
+        return self._request
+
+    @request.setter
+    def request(self, request: Request) -> None:
+        self._request = request
+
+    @property
+    def response(self) -> Response:
+        """The opening handshake's HTTP response (the 101, or a rejection).
+
+        Set once the handshake is done.
+        """
+        if self._response is None:
+            raise AttributeError("the opening handshake has no response yet")
+        return self._response
+
+    @response.setter
+    def response(self, response: Response) -> None:
+        self._response = response
 
     @property
     def extension(self) -> PerMessageDeflate | None:
@@ -355,7 +393,7 @@ class WebSocketConnection:
 
     async def send(
         self,
-        message: Data | bytearray | memoryview | Iterable[Data] | AsyncIterable[Data],
+        message: str | BytesLike | Iterable[str | BytesLike] | AsyncIterable[str | BytesLike],
     ) -> None:
         """Send a message: text for ``str``, binary for bytes-like objects.
 
@@ -381,7 +419,7 @@ class WebSocketConnection:
             self._flush_machine()
         elif isinstance(message, bytes | bytearray | memoryview):
             await self._wait_for_room()
-            self._sending_machine().send_binary(message)
+            self._sending_machine().send_binary(_byte_view(message))
             self._flush_machine()
         elif isinstance(message, Mapping):
             raise TypeError("send() takes str or bytes; encode a dict, e.g. with json.dumps()")
@@ -407,7 +445,7 @@ class WebSocketConnection:
                 if isinstance(fragment, str):
                     kind, data = True, fragment.encode()
                 elif isinstance(fragment, bytes | bytearray | memoryview):
-                    kind, data = False, fragment
+                    kind, data = False, _byte_view(fragment)
                 else:
                     raise TypeError(f"fragments must be str or bytes, not {fragment!r}")
                 if text is None:
@@ -428,8 +466,10 @@ class WebSocketConnection:
                 self._sending_machine().send_continuation(b"", fin=True)
                 self._flush_machine()
         except BaseException:
-            if text is not None:
-                # Half a message is on the wire and cannot be finished.
+            if text is not None and self._sending_machine().state is State.OPEN:
+                # Half a message is on the wire and cannot be finished. (Once
+                # the closing handshake has started, the close frame ends the
+                # message; failing would cut that handshake short.)
                 self._fail(CloseCode.INTERNAL_ERROR, "error in fragmented message")
             raise
         finally:
@@ -626,40 +666,49 @@ class WebSocketConnection:
     # -- the three tasks --------------------------------------------------------
 
     async def _reader(self) -> None:
-        machine = self._machine
-        assert machine is not None
-        stream = self._stream
+        torn_down = True
         try:
             with self._reader_scope:
-                while not machine.close_transport_now():
-                    if (
-                        self.max_queue is not None
-                        and len(self._messages) >= self.max_queue
-                        and machine.state is State.OPEN
-                    ):
-                        # Backpressure: let TCP push back on the peer.
-                        self._reader_resume = anyio.Event()
-                        await self._reader_resume.wait()
-                        self._reader_resume = None
-                        continue
-                    try:
-                        data = await stream.receive(RECEIVE_SIZE)
-                    except anyio.EndOfStream:
-                        if self._transport_error is None and machine.close_rcvd is None:
-                            self._transport_error = EOFError(
-                                "the peer closed the TCP connection without a close frame"
-                            )
-                        machine.receive_eof()
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                        self._connection_lost(exc)
-                    else:
-                        machine.receive_data(data)
-                    self._process()
+                await self._read_until_close()
+            torn_down = False
         except Exception:  # pragma: no cover  # a bug here must not kill the user's task group
+            torn_down = False
             self.logger.exception("unexpected error in the reader task")
             self._fail(CloseCode.INTERNAL_ERROR, "")
         finally:
-            await self._close_transport()
+            # Only a cancellation from outside our own scope (the task group's,
+            # or one around it) gets here with torn_down still set.
+            await self._close_transport(torn_down=torn_down)
+
+    async def _read_until_close(self) -> None:
+        """Read and process until the machine says to close the transport."""
+        machine = self._machine
+        assert machine is not None
+        stream = self._stream
+        while not machine.close_transport_now():
+            if (
+                self.max_queue is not None
+                and len(self._messages) >= self.max_queue
+                and machine.state is State.OPEN
+            ):
+                # Backpressure: let TCP push back on the peer.
+                self._reader_resume = anyio.Event()
+                await self._reader_resume.wait()
+                self._reader_resume = None
+                continue
+            try:
+                data = await stream.receive(RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                if self._transport_error is None and machine.close_rcvd is None:
+                    self._transport_error = EOFError(
+                        "the peer closed the TCP connection without a close frame"
+                    )
+                machine.receive_eof()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                self._connection_lost(exc)
+            else:
+                machine.receive_data(data)
+            self._process()
 
     def _connection_lost(self, exc: BaseException) -> None:
         machine = self._machine
@@ -719,14 +768,19 @@ class WebSocketConnection:
                         await wakeup.wait()
                         self._writer_wakeup = None
                         continue
+                    # A writer cancelled before it starts must leave the outbox
+                    # whole, for _go_away() to send.
+                    await anyio.lowlevel.checkpoint_if_cancelled()
                     self._outbox = []
                     data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                    self._write_interrupted = True
                     try:
                         await stream.send(data)
                     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                         self._connection_lost(exc)
                         self._after_state_change()
                         return
+                    self._write_interrupted = False
                     self._unsent -= len(data)
                     room = self._send_room
                     if room is not None and (
@@ -740,6 +794,7 @@ class WebSocketConnection:
                 self._flushed.set()
             if self._send_room is not None:
                 self._send_room.set()
+            self._writer_exited.set()
 
     async def _heartbeat(self) -> None:
         assert self.ping_interval is not None
@@ -762,11 +817,51 @@ class WebSocketConnection:
                     self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
                     return
 
-    async def _close_transport(self) -> None:
+    async def _go_away(self) -> None:
+        """Close with 1001 on behalf of tasks cancelled from outside.
+
+        When the task group that runs us (or a scope around it) is cancelled,
+        every task of ours stops at once, the writer too, and a close frame
+        queued by ``aclose()`` would never leave: the peer would see the TCP
+        connection drop (1006). So the reader, which owns the stream at the
+        end, finishes the closing handshake itself, within ``close_timeout``
+        (RFC 6455 §7.1.2; 1001: we are going away).
+        """
+        machine = self._machine
+        assert machine is not None
+        deadline = self._closing_deadline
+        if deadline == math.inf and self.close_timeout is not None:
+            deadline = anyio.current_time() + self.close_timeout
+        self._writer_scope.cancel()
+        self._heartbeat_scope.cancel()
+        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            # The stream has one writer at a time: wait for ours to stop.
+            await self._writer_exited.wait()
+            if self._write_interrupted or machine.eof_received:
+                return  # half a frame may be on the wire, or nobody listens
+            if machine.state is State.OPEN:
+                machine.send_close(CloseCode.GOING_AWAY)
+                self._flush_machine()
+                self._after_state_change()
+            if self._outbox:
+                data = b"".join(self._outbox)
+                self._outbox = []
+                try:
+                    await self._stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    self._connection_lost(exc)
+                    self._after_state_change()
+                    return
+                self._unsent = 0
+            await self._read_until_close()
+
+    async def _close_transport(self, *, torn_down: bool = False) -> None:
         """Flush what is queued (bounded), close the stream, stop the tasks."""
         machine = self._machine
         assert machine is not None
         with anyio.CancelScope(shield=True):
+            if torn_down:
+                await self._go_away()
             deadline = self._closing_deadline
             if deadline == math.inf and self.close_timeout is not None:
                 deadline = anyio.current_time() + self.close_timeout
@@ -796,7 +891,8 @@ class ConnectionContext:
 
     The task group never sees the block's exception: our tasks turn their own
     failures into connection state and never raise, so the user's exception
-    propagates unchanged instead of inside an ``ExceptionGroup``.
+    propagates unchanged instead of inside an ``ExceptionGroup``, even when
+    a deadline around the block expires while the connection closes.
     """
 
     def __init__(self, opener: Callable[[], Awaitable[WebSocketConnection]]) -> None:
@@ -830,8 +926,29 @@ class ConnectionContext:
             with anyio.CancelScope(shield=True):
                 await self._connection.aclose(code)
         finally:
-            await self._task_group.__aexit__(None, None, None)
+            try:
+                await self._task_group.__aexit__(None, None, None)
+            except anyio.get_cancelled_exc_class():
+                # A scope around the block was cancelled, which cancelled our
+                # tasks too, while the block itself raised: let its exception
+                # through, as a nursery would after splitting off the
+                # cancellation, instead of a Cancelled that the scope then
+                # swallows along with the user's error.
+                if exc is None:
+                    raise
         return False
+
+
+def _byte_view(data: BytesLike) -> BytesLike:
+    """Return ``data`` as a sequence of bytes.
+
+    ``len()`` of a memoryview counts items, not bytes: a view of an
+    ``array("i")`` or a 2-D buffer would get a frame length that does not
+    match its payload.
+    """
+    if isinstance(data, memoryview) and (data.ndim != 1 or data.itemsize != 1):
+        return data.cast("B") if data.c_contiguous else data.tobytes()
+    return data
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:

@@ -30,12 +30,13 @@ import anyio.streams.stapled
 from anyio.streams.tls import TLSStream
 
 from ._streams import RECEIVE_SIZE, as_byte_stream
-from .client import Compression, compression_config
+from .client import Compression, _task_group, compression_config
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, InvalidHandshake
 from .protocol.frames import CloseCode
 from .protocol.handshake import (
     SERVER,
+    Headers,
     Request,
     Response,
     ServerHandshake,
@@ -45,8 +46,18 @@ from .protocol.handshake import (
 from .protocol.machine import Role, WebSocketMachine
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import trio
+
     from ._streams import TrioStreamLike
+    from .client import Nursery
     from .protocol.handshake import HeadersLike
+
+    # What nursery.start() passes: anyio's, or trio's own for trio users.
+    _TaskStatus: TypeAlias = (
+        "anyio.abc.TaskStatus[WebSocketServer] | trio.TaskStatus[WebSocketServer]"
+    )
 
 __all__ = ["WebSocketServer", "serve_websocket", "wrap_server_stream"]
 
@@ -93,12 +104,18 @@ class _ServerOptions:
     ) -> None:
         if isinstance(subprotocols, str):
             raise TypeError("subprotocols must be a list of strings, not a string")
+        if isinstance(origins, str):
+            raise TypeError("origins must be a list of origins, not a string")
         self.process_request = process_request
         self.process_response = process_response
         self.select_subprotocol = select_subprotocol
         self.subprotocols = list(subprotocols or ())
         self.origins = None if origins is None else list(origins)
-        self.additional_headers = additional_headers or ()
+        # Check header values now, not at the first connection: a bad one
+        # would otherwise fail every handshake.
+        self.additional_headers = Headers(additional_headers or ())
+        if server_header is not None:
+            Headers([("Server", server_header)])
         self.server_header = server_header
         self.compression = compression_config(compression)
         if open_timeout is not None and open_timeout <= 0:
@@ -128,19 +145,48 @@ async def _server_handshake(
             handshake.receive_eof()
         else:
             handshake.receive_data(data)
+    if handshake.request is not None:
+        connection.request = handshake.request
+    try:
+        response = await _respond(connection, handshake, options)
+        if response is None:
+            return None
+        handshake.send_response(response)
+    except Exception:
+        # A hook raised, or returned something we cannot send: that is a bug
+        # in the application, so it gets a traceback, and the client a 500
+        # rather than a connection closed without a word.
+        connection.logger.exception("opening handshake failed")
+        response = make_response(
+            500, "Failed to open a WebSocket connection.\nSee server log for more information.\n"
+        )
+        handshake.send_response(response)
+    connection.response = response
+    await stream.send(handshake.data_to_send())
+    if response.status_code != 101:
+        return None
+    connection.subprotocol = handshake.subprotocol
+    machine = WebSocketMachine(
+        Role.SERVER, max_size=connection.max_size, extension=handshake.extension
+    )
+    connection._open(machine, handshake.trailing_data)
+    return connection
+
+
+async def _respond(
+    connection: WebSocketConnection, handshake: ServerHandshake, options: _ServerOptions
+) -> Response | None:
+    """Run the hooks and build the response; None if no answer is worth sending."""
     request = handshake.request
-    connection.request = request
     response: Response | None = None
     if request is not None and options.process_request is not None:
         # The hook sees every complete request, even one that is not a valid
         # upgrade, so it can answer a health check or an HTML page.
         response = await _resolve(options.process_request(connection, request))
     if response is None and handshake.error is not None:
-        response = handshake.error_response
         connection.logger.info("opening handshake failed: %s", handshake.error)
-        if response is None:
-            return None
-    elif response is None:
+        return handshake.error_response
+    if response is None:
         assert request is not None
         response = _check_origin(request, options.origins)
     if response is None:
@@ -159,17 +205,7 @@ async def _server_handshake(
             replacement = await _resolve(options.process_response(connection, request, response))
             if replacement is not None:
                 response = replacement
-    handshake.send_response(response)
-    connection.response = response
-    await stream.send(handshake.data_to_send())
-    if response.status_code != 101:
-        return None
-    connection.subprotocol = handshake.subprotocol
-    machine = WebSocketMachine(
-        Role.SERVER, max_size=connection.max_size, extension=handshake.extension
-    )
-    connection._open(machine, handshake.trailing_data)
-    return connection
+    return response
 
 
 def _check_origin(request: Request, origins: list[str | None] | None) -> Response | None:
@@ -197,17 +233,25 @@ class WebSocketServer:
         handler: Handler,
         listeners: Sequence[anyio.abc.SocketListener],
         *,
-        handler_nursery: anyio.abc.TaskGroup | None,
+        handler_nursery: Nursery | None,
         options: _ServerOptions,
         ssl_context: ssl_module.SSLContext | None = None,
     ) -> None:
         self.handler = handler
         self.ssl_context = ssl_context
         self.listeners = list(listeners)
+        # Read once: once the listeners are closed their sockets cannot say,
+        # and repr() or .port must still work after the server stopped.
+        self._addresses = [
+            address
+            for listener in self.listeners
+            if (address := listener.extra(anyio.abc.SocketAttribute.local_address, None))
+            is not None
+        ]
         self.connections: set[WebSocketConnection] = set()
         self._handler_nursery = handler_nursery
         self._options = options
-        self._cancel_scope = anyio.CancelScope()
+        self._cancel_scope = anyio.CancelScope()  # cancelled by aclose()
         self._closing = False
         self._stopped = anyio.Event()
 
@@ -224,17 +268,15 @@ class WebSocketServer:
 
     def sockets_addresses(self) -> list[Any]:
         """The local address of every listening socket."""
-        addresses = []
-        for listener in self.listeners:
-            address = listener.extra(anyio.abc.SocketAttribute.local_address, None)
-            if address is not None:
-                addresses.append(address)
-        return addresses
+        return list(self._addresses)
 
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[WebSocketServer] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Accept connections until cancelled or :meth:`aclose` is called."""
+    async def run(self, *, task_status: _TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
+        """Accept connections until cancelled or :meth:`aclose` is called.
+
+        Cancellation:
+            Closes every open connection with 1001 (going away), each within
+            its ``close_timeout``, before returning.
+        """
         try:
             with self._cancel_scope:
                 async with anyio.create_task_group() as task_group:
@@ -243,9 +285,16 @@ class WebSocketServer:
                         task_group.start_soon(self._accept_loop, listener, handler_nursery)
                     task_status.started(self)
         finally:
+            # Handlers in our task group were cancelled, which closes their
+            # connections with 1001; those in a handler_nursery of the
+            # user's are still open and get the same here.
+            self._closing = True
             with anyio.CancelScope(shield=True):
                 for listener in self.listeners:
                     await anyio.aclose_forcefully(listener)
+                async with anyio.create_task_group() as task_group:
+                    for connection in list(self.connections):
+                        task_group.start_soon(connection.aclose, CloseCode.GOING_AWAY)
                 self._stopped.set()
 
     async def aclose(self) -> None:
@@ -255,17 +304,14 @@ class WebSocketServer:
         Cancellation:
             Stops waiting; connections still close in the background.
         """
+        # One path for aclose() and cancellation: run() does the closing, so
+        # a cancelled aclose() cannot leave the server half stopped.
         self._closing = True
-        for listener in self.listeners:
-            await anyio.aclose_forcefully(listener)
-        async with anyio.create_task_group() as task_group:
-            for connection in list(self.connections):
-                task_group.start_soon(connection.aclose, CloseCode.GOING_AWAY)
         self._cancel_scope.cancel()
         await self._stopped.wait()
 
     async def _accept_loop(
-        self, listener: anyio.abc.SocketListener, handler_nursery: anyio.abc.TaskGroup
+        self, listener: anyio.abc.SocketListener, handler_nursery: Nursery
     ) -> None:
         while not self._closing:
             try:
@@ -281,19 +327,29 @@ class WebSocketServer:
             handler_nursery.start_soon(self._serve_stream, stream)
 
     async def _serve_stream(self, stream: anyio.abc.ByteStream) -> None:
-        """Run one connection from TLS and handshake to close; never raise."""
+        """Run one connection from TLS and handshake to close; never raise
+        but for cancellation."""
         try:
             connection = await self._open(stream)
-        except Exception as exc:
-            logger.info("opening handshake failed: %r", exc)
+        except BaseException as exc:
+            # Cancelled mid-handshake too: the stream is ours until it opens.
             await anyio.aclose_forcefully(stream)
+            if not isinstance(exc, Exception):
+                raise
+            logger.info("opening handshake failed: %r", exc)
             return
         if connection is None:
             await anyio.aclose_forcefully(stream)
             return
+        handler = self.handler
+        if self._closing:
+            # The server stopped while this handshake was finishing in a
+            # handler_nursery of the user's, which run() does not cancel: say
+            # goodbye at once.
+            handler = _going_away
         self.connections.add(connection)
         try:
-            await run_handler(connection, self.handler)
+            await run_handler(connection, handler)
         finally:
             self.connections.discard(connection)
 
@@ -322,6 +378,10 @@ class WebSocketServer:
         if timeout.cancelled_caught:
             logger.info("opening handshake timed out after %s s", self._options.open_timeout)
         return None
+
+
+async def _going_away(connection: WebSocketConnection) -> None:
+    await connection.aclose(CloseCode.GOING_AWAY)
 
 
 async def run_handler(connection: WebSocketConnection, handler: Handler) -> None:
@@ -354,10 +414,10 @@ async def serve_websocket(
     port: int,
     *,
     ssl: ssl_module.SSLContext | None = None,
-    handler_nursery: anyio.abc.TaskGroup | None = None,
+    handler_nursery: Nursery | None = None,
     unix_socket_path: str | None = None,
     backlog: int = 65536,
-    task_status: anyio.abc.TaskStatus[WebSocketServer] = anyio.TASK_STATUS_IGNORED,
+    task_status: _TaskStatus = anyio.TASK_STATUS_IGNORED,
     **options: Any,
 ) -> None:
     """Serve WebSocket connections until cancelled.
@@ -445,7 +505,7 @@ def _socket_listener(listener: anyio.abc.Listener[Any]) -> anyio.abc.SocketListe
 
 
 async def wrap_server_stream(
-    nursery: anyio.abc.TaskGroup,
+    nursery: Nursery,
     stream: anyio.abc.ByteStream | TrioStreamLike,
     **options: Any,
 ) -> WebSocketConnection:
@@ -472,5 +532,5 @@ async def wrap_server_stream(
     if connection is None:
         await anyio.aclose_forcefully(byte_stream)
         raise InvalidHandshake("the opening handshake did not upgrade the connection")
-    connection._start(nursery)
+    connection._start(_task_group(nursery))
     return connection

@@ -651,3 +651,19 @@ def test_invalid_compressed_data_fails_with_1007() -> None:
         Frame(Opcode.BINARY, b"\xff\xff\xff\xff", rsv1=True).serialize(mask_key=MASK)
     )
     assert_failed(server, 1007, ProtocolError)
+
+
+@SIDES
+def test_buffers_of_wide_items_are_sent_as_their_bytes(sender: str) -> None:
+    import array
+
+    near, far = open_machine_pair(first=sender)
+    numbers = array.array("i", range(100))
+    near.send_binary(memoryview(numbers))
+    near.send_binary(b"x", fin=False)
+    near.send_continuation(memoryview(numbers), fin=True)
+    pump(near, far)
+    assert far.events_received() == [
+        BinaryMessage(numbers.tobytes()),
+        BinaryMessage(b"x" + numbers.tobytes()),
+    ]

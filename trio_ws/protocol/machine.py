@@ -491,6 +491,10 @@ class WebSocketMachine:
     def _send_data(self, opcode: int, data: bytes | bytearray | memoryview, fin: bool) -> None:
         if self.close_sent is not None or self._state is State.CLOSED:
             raise ProtocolError("cannot send a data frame after the close frame")
+        if not isinstance(data, bytes):
+            # len() of a memoryview counts items, not bytes; bytes() flattens
+            # any buffer to its raw bytes, which the frame header must count.
+            data = bytes(data)
         if opcode:
             if self._tx_in_message:
                 raise ProtocolError("a fragmented message is in progress")
@@ -503,7 +507,7 @@ class WebSocketMachine:
             first = 0
         if self._tx_compressed:
             assert self.extension is not None
-            data = self.extension.compress(bytes(data), fin=fin)
+            data = self.extension.compress(data, fin=fin)
         self._tx_in_message = not fin
         self._write_frame(first | 0x80 if fin else first, data)
 
@@ -516,6 +520,7 @@ class WebSocketMachine:
                 payload is still unanswered.
             ProtocolError: the closing handshake has started.
         """
+        data = bytes(data)
         if len(data) > 125:
             raise ValueError("ping payload must be 125 bytes or less")
         if data in self._pings:
@@ -526,6 +531,7 @@ class WebSocketMachine:
 
     def send_pong(self, data: bytes = b"") -> None:
         """Queue an unsolicited pong, e.g. as a unidirectional heartbeat (§5.5.3)."""
+        data = bytes(data)
         if len(data) > 125:
             raise ValueError("pong payload must be 125 bytes or less")
         self._check_can_send_control()
