@@ -47,6 +47,15 @@ def no_speedups(session: nox.Session) -> None:
 
 
 @nox.session
+def conformance(session: nox.Session) -> None:
+    """The RFC 6455/7692 conformance suite, both roles, a table per category;
+    ``-- --slow`` adds the 16 MiB and large deflate cases, ``-- --help`` lists
+    the options."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "tests.conformance", *session.posargs)
+
+
+@nox.session
 def examples(session: nox.Session) -> None:
     """Run the examples that finish on their own."""
     session.install("-e", ".")

@@ -2005,3 +2005,40 @@ async def test_a_close_that_arrives_with_the_handshake_closes(side: str) -> None
                 await raw.peer.stream.aclose()  # the server closes TCP first
             await raw.ws.wait_closed()
         assert raw.ws.close_code == 1000
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("side", ["client", "server"])
+async def test_send_racing_a_peer_failure_raises_connection_closed(side: str) -> None:
+    """A bad frame processed while send() yields makes send() raise
+    ConnectionClosed, never the core's ProtocolError."""
+    async with open_raw_pair(side, ping_interval=None) as raw:
+        await raw.peer.send_raw(
+            raw.peer.serialize(Frame(Opcode.TEXT, b"")).replace(b"\x81", b"\x83", 1)
+        )
+
+        async def keep_sending() -> None:
+            for _ in range(100):  # bounded: the reader fails the connection at once
+                await raw.ws.send("hello")
+
+        expected = r"^sent 1002 \(protocol error\) invalid opcode 0x3"
+        with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionClosedError, match=expected):
+            await keep_sending()
+
+
+@pytest.mark.anyio
+async def test_breaking_out_of_async_for_leaves_nothing_to_finalize() -> None:
+    """The connection is its own iterator: leaving ``async for`` early creates
+    no async generator for the event loop to finalize (and warn about)."""
+    async with open_connection_pair() as pair:
+        for text in ("one", "two", "three"):
+            await pair.client.send(text)
+        received: list[str | bytes] = []
+        with anyio.fail_after(TIMEOUT):
+            async for message in pair.server:
+                received.append(message)
+                if message == "two":
+                    break
+            assert aiter(pair.server) is pair.server
+            assert await pair.server.recv() == "three"
+    assert received == ["one", "two"]

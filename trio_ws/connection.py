@@ -47,7 +47,6 @@ import uuid
 from collections import deque
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Generator,
@@ -364,21 +363,26 @@ class WebSocketConnection:
             self._reader_resume.set()
         return message
 
-    def __aiter__(self) -> AsyncIterator[Data]:
+    def __aiter__(self) -> WebSocketConnection:
         """Iterate over incoming messages until the connection closes.
 
         The loop ends quietly on a normal close (1000, 1001, or no code) and
         raises :class:`~trio_ws.exceptions.ConnectionClosedError` otherwise.
+        Leaving the loop early (``break``) is fine: the connection is its own
+        iterator, not an async generator that would need finalizing.
         """
-        return self._iterate()
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Data]:
-        while True:
-            try:
-                message = await self.recv()
-            except ConnectionClosedOK:
-                return
-            yield message
+    async def __anext__(self) -> Data:
+        """Return the next message, as :meth:`recv` does, until a normal close.
+
+        Cancellation:
+            Safe, as for :meth:`recv`.
+        """
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
 
     def _resume_level(self) -> int:
         # Resume reading once the queue is half empty, not after every recv():
@@ -479,15 +483,22 @@ class WebSocketConnection:
     async def _wait_for_room(self, *, fragmenting: bool = False) -> None:
         """Checkpoint, then wait until a frame may be queued.
 
+        Returns right after its last check of the connection's state, with no
+        await in between, so the caller queues its frame synchronously into a
+        connection known to be open: a close that lands during a wait is seen
+        by the check that follows it.
+
         Raises ConnectionClosed if the connection is closing.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        blocked = False
+        await anyio.lowlevel.checkpoint()
         while True:
             machine = self._machine
-            if machine is None or machine.close_sent is not None or self._closed.is_set():
-                raise self._closed_error()
-            if machine.state is State.CLOSED:
+            if (
+                machine is None
+                or machine.close_sent is not None
+                or machine.state is State.CLOSED
+                or self._closed.is_set()
+            ):
                 raise self._closed_error()
             if self._fragmenting and not fragmenting:
                 assert self._fragment_done is not None
@@ -497,10 +508,7 @@ class WebSocketConnection:
                     self._send_room = anyio.Event()
                 await self._send_room.wait()
             else:
-                break
-            blocked = True
-        if not blocked:
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+                return
 
     def _sending_machine(self) -> WebSocketMachine:
         machine = self._machine
