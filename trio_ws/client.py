@@ -26,12 +26,11 @@ import anyio.abc
 
 from ._streams import RECEIVE_SIZE, as_byte_stream
 from ._url import WebSocketURI, parse_uri
-from .connection import ConnectionContext, WebSocketConnection
+from .connection import ConnectionContext, WebSocketConnection, leave_block
 from .exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from .protocol.deflate import DeflateConfig
-from .protocol.frames import CloseCode
 from .protocol.handshake import USER_AGENT, ClientHandshake, Headers
-from .protocol.machine import Role, WebSocketMachine
+from .protocol.machine import Role
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -228,11 +227,7 @@ async def _handshake(
             # trouble that open_reconnecting_websocket may retry.
             raise handshake.error from EOFError("the server closed the connection")
         raise handshake.error
-    connection.subprotocol = handshake.subprotocol
-    machine = WebSocketMachine(
-        Role.CLIENT, max_size=connection.max_size, extension=handshake.extension
-    )
-    connection._open(machine, handshake.trailing_data)
+    connection._open(handshake)
     return connection
 
 
@@ -520,27 +515,7 @@ class _ReconnectingContext:
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         assert self._task_group is not None
         assert self._iterator is not None
-        # As for open_websocket_url: 1000 on a normal exit, 1011 if the block
-        # raised, 1001 if it was cancelled.
-        if exc is None:
-            code = CloseCode.NORMAL_CLOSURE
-        elif isinstance(exc, Exception):
-            code = CloseCode.INTERNAL_ERROR
-        else:
-            code = CloseCode.GOING_AWAY
-        try:
-            if self._iterator.connection is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._iterator.connection.aclose(code)
-        finally:
-            try:
-                await self._task_group.__aexit__(None, None, None)
-            except anyio.get_cancelled_exc_class():
-                # A scope around the block was cancelled and the block raised:
-                # a Cancelled from here would replace the user's exception,
-                # and the scope would then swallow both.
-                if exc is None:
-                    raise
+        await leave_block(self._iterator.connection, self._task_group, exc)
         return False
 
 

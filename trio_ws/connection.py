@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 
     from ._streams import TrioStreamLike
     from .protocol.deflate import PerMessageDeflate
-    from .protocol.handshake import Request, Response
+    from .protocol.handshake import ClientHandshake, Request, Response, ServerHandshake
 
 __all__ = ["ConnectionContext", "PongWaiter", "WebSocketConnection"]
 
@@ -305,9 +305,16 @@ class WebSocketConnection:
 
     # -- opening --------------------------------------------------------------
 
-    def _open(self, machine: WebSocketMachine, trailing_data: bytes = b"") -> None:
-        """Switch to OPEN once the handshake succeeded (called by client/server)."""
-        self._machine = machine
+    def _open(
+        self,
+        handshake: ClientHandshake | ServerHandshake,
+    ) -> None:
+        """Switch to OPEN with what a successful handshake negotiated."""
+        self.subprotocol = handshake.subprotocol
+        self._machine = machine = WebSocketMachine(
+            self.role, max_size=self.max_size, extension=handshake.extension
+        )
+        trailing_data = handshake.trailing_data
         if trailing_data:
             # Frames that arrived in the same read as the handshake.
             machine.receive_data(trailing_data)
@@ -922,29 +929,43 @@ class ConnectionContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        assert self._connection is not None
         assert self._task_group is not None
-        if exc is None:
-            code = CloseCode.NORMAL_CLOSURE
-        elif isinstance(exc, Exception):
-            code = CloseCode.INTERNAL_ERROR
-        else:  # cancelled, or KeyboardInterrupt: we are going away
-            code = CloseCode.GOING_AWAY
-        try:
-            with anyio.CancelScope(shield=True):
-                await self._connection.aclose(code)
-        finally:
-            try:
-                await self._task_group.__aexit__(None, None, None)
-            except anyio.get_cancelled_exc_class():
-                # A scope around the block was cancelled, which cancelled our
-                # tasks too, while the block itself raised: let its exception
-                # through, as a nursery would after splitting off the
-                # cancellation, instead of a Cancelled that the scope then
-                # swallows along with the user's error.
-                if exc is None:
-                    raise
+        await leave_block(self._connection, self._task_group, exc)
         return False
+
+
+async def leave_block(
+    connection: WebSocketConnection | None,
+    task_group: anyio.abc.TaskGroup,
+    exc: BaseException | None,
+) -> None:
+    """Close ``connection`` as a block that raised ``exc`` (or None) ends, then
+    exit ``task_group``, which we entered by hand for the block.
+
+    The code says how the block ended: 1000 normally, 1011 if it raised,
+    1001 if it was cancelled (or interrupted): we are going away.
+    """
+    if exc is None:
+        code = CloseCode.NORMAL_CLOSURE
+    elif isinstance(exc, Exception):
+        code = CloseCode.INTERNAL_ERROR
+    else:
+        code = CloseCode.GOING_AWAY
+    try:
+        if connection is not None:
+            with anyio.CancelScope(shield=True):
+                await connection.aclose(code)
+    finally:
+        try:
+            await task_group.__aexit__(None, None, None)
+        except anyio.get_cancelled_exc_class():
+            # A scope around the block was cancelled, which cancelled our
+            # tasks too, while the block itself raised: let its exception
+            # through, as a nursery would after splitting off the
+            # cancellation, instead of a Cancelled that the scope then
+            # swallows along with the user's error.
+            if exc is None:
+                raise
 
 
 def _byte_view(data: BytesLike) -> BytesLike:

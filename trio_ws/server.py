@@ -43,7 +43,7 @@ from .protocol.handshake import (
     make_response,
     select_subprotocol,
 )
-from .protocol.machine import Role, WebSocketMachine
+from .protocol.machine import Role
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -165,11 +165,7 @@ async def _server_handshake(
     await stream.send(handshake.data_to_send())
     if response.status_code != 101:
         return None
-    connection.subprotocol = handshake.subprotocol
-    machine = WebSocketMachine(
-        Role.SERVER, max_size=connection.max_size, extension=handshake.extension
-    )
-    connection._open(machine, handshake.trailing_data)
+    connection._open(handshake)
     return connection
 
 
