@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import trio
 
 import trio_ws
-import trio_ws.protocol
 from trio_ws.protocol import Close
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from contextlib import AbstractAsyncContextManager
 
 __all__ = ["main"]
 
@@ -96,7 +96,7 @@ def _client_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
-            "Connect to a WebSocket server and talk to it: each line you type is "
+            "Connect to a WebSocket server and talk to it: each line you type is\n"
             "sent as a text message, each message received is printed."
         ),
         epilog=CLIENT_EPILOG,
@@ -322,7 +322,7 @@ class Session:
             code_text, _, reason = argument.strip().partition(" ")
             try:
                 code = int(code_text) if code_text else 1000
-                trio_ws.protocol.Close(code, reason).serialize()  # check before draining
+                Close(code, reason).serialize()  # check it before draining
             except ValueError as exc:
                 _status(f"cannot close like that: {exc}; try /close 1000 bye")
                 return False
@@ -365,7 +365,9 @@ class Session:
         _status(f"no pong after {PING_WAIT:.0f} s")
 
 
-async def talk(context: Any, url: str, stdin_fd: int = 0) -> int:
+async def talk(
+    context: AbstractAsyncContextManager[trio_ws.WebSocketConnection], url: str, stdin_fd: int = 0
+) -> int:
     """Run a session over ``context`` (from open_websocket_url) with lines read
     from ``stdin_fd``; return the exit status."""
     reader = LineReader(stdin_fd)
