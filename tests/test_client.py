@@ -169,6 +169,12 @@ def _has_ipv6_loopback() -> bool:
     return True
 
 
+def state_of(ws: WebSocketConnection) -> State:
+    """Read the state through a call, so the type checker does not carry its
+    narrowing from inside a block to after it."""
+    return ws.state
+
+
 @pytest.fixture
 def ipv6() -> None:
     """Skip a test that needs ::1 where there is none; CI must have it."""
@@ -235,7 +241,7 @@ async def test_open_websocket_url_exchanges_text_and_binary() -> None:
                 assert ws.request is not None
                 assert ws.request.path == "/chat"
                 assert ws.remote_address[:2] == ("127.0.0.1", server.port)
-            assert ws.state is State.CLOSED
+            assert state_of(ws) is State.CLOSED
             assert ws.close_code == 1000
 
 
@@ -1276,7 +1282,7 @@ async def test_reconnecting_websocket_closes_the_previous_connection() -> None:
                 assert await second.recv() == "two"
                 assert conns.connections_opened == 2
             # Leaving the block closed the last one as well.
-            assert second.state is State.CLOSED
+            assert state_of(second) is State.CLOSED
             await both_closed.wait()
     assert closes == [1000, 1000]
 
@@ -1481,3 +1487,39 @@ async def test_reconnecting_websocket_connects_once_the_server_appears(
         nursery.cancel_scope.cancel()
     # Attempts at t=0, 1, 3, 7, 15, 23 were refused; t=31 found the server.
     assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+
+
+@pytest.mark.trio
+async def test_reconnecting_websocket_backs_off_after_short_lived_connections(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts and drops at once gets growing waits, not a storm;
+    after a connection that lived backoff_max seconds the wait starts over."""
+    bounds: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        bounds.append((low, high))
+        return high
+
+    monkeypatch.setattr(trio_ws.client.random, "uniform", uniform)  # type: ignore[attr-defined]  # the module
+    lifetimes = iter([0, 0, 0, 100, 0])
+
+    async def handler(ws: WebSocketConnection) -> None:
+        await trio.sleep(next(lifetimes))  # then returning closes it
+
+    timers_off: dict[str, Any] = {"ping_interval": None, "open_timeout": None}
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            functools.partial(trio_ws.serve_websocket, **timers_off), handler, "127.0.0.1", 0
+        )
+        url = f"ws://127.0.0.1:{server.port}/"
+        async with trio_ws.open_reconnecting_websocket(
+            url, backoff_initial=1.0, backoff_factor=2.0, backoff_max=50.0, **timers_off
+        ) as conns:
+            async for ws in conns:
+                await ws.wait_closed()
+                if conns.connections_opened == 5:
+                    break
+        nursery.cancel_scope.cancel()
+    # Three short-lived connections: 1, 2, 4 s; the fourth lived 100 s: none.
+    assert bounds == [(0, 1.0), (0, 2.0), (0, 4.0)]

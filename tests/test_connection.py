@@ -1278,12 +1278,31 @@ async def test_connection_refused_raises_os_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed below: nothing listens there
-    # The message is anyio's; the cause says what happened.
-    with anyio.fail_after(TIMEOUT), pytest.raises(OSError) as exc_info:  # noqa: PT011
+    # The error says what happened, not anyio's "All connection attempts failed".
+    with anyio.fail_after(TIMEOUT), pytest.raises(ConnectionRefusedError) as exc_info:
         async with open_websocket_url(f"ws://127.0.0.1:{port}/"):
             pytest.fail("connected to a closed port")  # pragma: no cover
     assert_plain(exc_info.value)
-    assert isinstance(exc_info.value.__cause__, ConnectionRefusedError)
+    assert "All connection attempts failed" not in str(exc_info.value)
+
+
+def test_connect_errors_from_several_addresses_are_combined() -> None:
+    from trio_ws.client import _clearer_connect_error
+
+    refused = [
+        ConnectionRefusedError(111, f"Error connecting to {a}") for a in ("::1", "127.0.0.1")
+    ]
+    generic = OSError("All connection attempts failed")
+    generic.__cause__ = ExceptionGroup("multiple connection attempts failed", refused)
+    error = _clearer_connect_error(generic)
+    assert type(error) is ConnectionRefusedError
+    assert str(error) == "[Errno 111] Error connecting to ::1; Error connecting to 127.0.0.1"
+    mixed = OSError("All connection attempts failed")
+    mixed.__cause__ = ExceptionGroup("x", [refused[0], TimeoutError(110, "timed out")])
+    # OSError(errno, ...) picks its subclass from the errno: the first one's.
+    assert str(_clearer_connect_error(mixed)) == "[Errno 111] Error connecting to ::1; timed out"
+    real = ConnectionResetError(104, "reset")
+    assert _clearer_connect_error(real) is real
 
 
 @pytest.mark.anyio

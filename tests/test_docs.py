@@ -69,15 +69,7 @@ RUNS = {"run", "client", "pytest"}  # the modes whose output a block may give
 FLAGS = {"certs"}
 #: mypy errors the docs accept on purpose, because the API causes them and the
 #: docs should show the code users will write. TODO: remove each with its cause.
-KNOWN_API_FRICTION = [
-    # A handler typed with a WebSocketConnection subclass, the one its
-    # ``create_connection`` makes, should be accepted by serve_websocket.
-    'expected "Callable[[WebSocketConnection], Awaitable[None]]"',
-    # ``async with open_websocket_url(...)``: its ``__aexit__`` is annotated
-    # ``-> bool``, so mypy assumes it may swallow exceptions and wants a
-    # ``return`` after a block that always returns.
-    "Missing return statement",
-]
+KNOWN_API_FRICTION: list[str] = []
 ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
 
 

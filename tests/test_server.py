@@ -1138,3 +1138,46 @@ async def test_our_client_against_a_websockets_server(compression: str | None) -
                 await ws.send(["frag", "mented"])
                 assert await ws.recv() == "fragmented"
             assert ws.close_code == 1000
+
+
+@pytest.mark.anyio
+async def test_a_disconnect_inside_a_handlers_own_nursery_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The nursery wraps the ConnectionClosed in an ExceptionGroup; that is
+    still an ordinary disconnect, not a handler failure."""
+    done = anyio.Event()
+
+    async def handler(ws: WebSocketConnection) -> None:
+        try:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(ws.recv)  # raises once the client leaves
+                await anyio.sleep_forever()
+        finally:
+            done.set()
+
+    with anyio.fail_after(TIMEOUT):
+        async with serving(handler) as server:
+            async with trio_ws.open_websocket_url(url(server)):
+                pass
+            await done.wait()
+    assert server_errors(caplog) == []
+
+
+@pytest.mark.anyio
+async def test_other_errors_inside_a_handlers_nursery_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(ws: WebSocketConnection) -> None:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(ws.recv)
+            raise KeyError("a bug")
+
+    with anyio.fail_after(TIMEOUT):
+        async with serving(handler) as server:
+            async with trio_ws.open_websocket_url(url(server)) as ws:
+                with pytest.raises(ConnectionClosedError):
+                    await ws.recv()
+            assert ws.close_code == 1011
+    [record] = server_errors(caplog)
+    assert record.getMessage() == "connection handler failed"

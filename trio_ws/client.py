@@ -33,6 +33,7 @@ from .protocol.handshake import USER_AGENT, ClientHandshake, Headers
 from .protocol.machine import Role
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
     from typing import TypeAlias
 
     import trio
@@ -146,11 +147,34 @@ async def _open_stream(
     connection lost during the TLS handshake is an InvalidHandshake."""
     try:
         return await _open_raw_stream(uri, context, options)
+    except OSError as exc:
+        raise _clearer_connect_error(exc) from None
     except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
         # anyio's TLS handshake reports a peer that hung up with its own
         # exceptions; they must not reach the user.
         cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else EOFError()
         raise InvalidHandshake("connection lost during the TLS handshake") from cause
+
+
+def _clearer_connect_error(exc: OSError) -> OSError:
+    """Return the error behind anyio's "All connection attempts failed".
+
+    anyio tries every address the host resolves to and reports a generic
+    OSError, with the real one (ConnectionRefusedError...) as its cause, or
+    a group of them: users should read "Connection refused" right away.
+    """
+    cause = exc.__cause__
+    if type(exc) is not OSError or exc.errno is not None:
+        return exc  # a real OSError already (an ssl.SSLError, say)
+    if isinstance(cause, OSError):
+        return cause
+    if isinstance(cause, BaseExceptionGroup):
+        errors = [error for error in cause.exceptions if isinstance(error, OSError)]
+        if errors:
+            kinds = {type(error) for error in errors}
+            kind = kinds.pop() if len(kinds) == 1 else OSError
+            return kind(errors[0].errno, "; ".join(e.strerror or str(e) for e in errors))
+    return exc
 
 
 async def _open_raw_stream(
@@ -274,7 +298,7 @@ def _with_credentials(uri: WebSocketURI, source: WebSocketURI) -> WebSocketURI:
 
 def open_websocket_url(
     url: str, *, ssl: ssl_module.SSLContext | bool | None = None, **options: Any
-) -> ConnectionContext:
+) -> AbstractAsyncContextManager[WebSocketConnection]:
     """Connect to a ``ws://`` or ``wss://`` URL for the duration of an ``async with``.
 
     ::
@@ -324,7 +348,7 @@ def open_websocket(
     *,
     ssl: ssl_module.SSLContext | bool | None = None,
     **options: Any,
-) -> ConnectionContext:
+) -> AbstractAsyncContextManager[WebSocketConnection]:
     """Like :func:`open_websocket_url`, from a host, a port and a resource.
 
     ``ssl=True`` (or an :class:`ssl.SSLContext`) connects with TLS.
@@ -448,16 +472,28 @@ class ReconnectingWebSocket:
         self.connection: WebSocketConnection | None = None
         #: How many connections were opened so far.
         self.connections_opened = 0
+        self._delay = backoff_initial
+        self._opened_at = 0.0
 
     def __aiter__(self) -> AsyncIterator[WebSocketConnection]:
         return self
 
     async def __anext__(self) -> WebSocketConnection:
+        delay = self._delay
         if self.connection is not None:
             with anyio.CancelScope(shield=True):
                 await self.connection.aclose()
             self.connection = None
-        delay = self.backoff_initial
+            if anyio.current_time() - self._opened_at >= self.backoff_max:
+                delay = self.backoff_initial  # it was healthy: reconnect at once
+            else:
+                # A server that accepts and soon drops us must not get a
+                # storm of reconnections from every client: back off as for
+                # a failed attempt, and keep growing while it goes on.
+                wait = random.uniform(0, delay)  # jitter, not crypto
+                logger.info("connection to %s ended early; reconnecting in %.1f s", self._url, wait)
+                await anyio.sleep(wait)
+                delay = min(delay * self.backoff_factor, self.backoff_max)
         attempt = 0
         while True:
             try:
@@ -480,6 +516,8 @@ class ReconnectingWebSocket:
             connection._start(self._task_group)
             self.connection = connection
             self.connections_opened += 1
+            self._opened_at = anyio.current_time()
+            self._delay = delay
             return connection
 
 
@@ -512,16 +550,15 @@ class _ReconnectingContext:
         )
         return self._iterator
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         assert self._task_group is not None
         assert self._iterator is not None
         await leave_block(self._iterator.connection, self._task_group, exc)
-        return False
 
 
 def open_reconnecting_websocket(
     url: str, *, ssl: ssl_module.SSLContext | bool | None = None, **options: Any
-) -> _ReconnectingContext:
+) -> AbstractAsyncContextManager[ReconnectingWebSocket]:
     """Keep a connection to ``url`` open, reconnecting when it is lost.
 
     ::
@@ -538,8 +575,12 @@ def open_reconnecting_websocket(
     (if still open) and connects again, retrying network errors, timeouts
     and 5xx answers with exponential backoff (``backoff_initial=1.0``,
     ``backoff_factor=1.618``, ``backoff_max=60.0`` seconds, full jitter).
-    A 4xx answer or a bad URL raises. The ``async with`` gives the
-    connections a nursery; leaving it closes the last one.
+    A 4xx answer or a bad URL raises. A connection that ended less than
+    ``backoff_max`` seconds after it opened is followed by the same backoff,
+    so a server that accepts and drops clients is not flooded with
+    reconnections; after a longer one, the next attempt is immediate. The
+    ``async with`` gives the connections a nursery; leaving it closes the
+    last one.
 
     Other arguments are those of :func:`open_websocket_url`.
     """

@@ -928,10 +928,12 @@ class ConnectionContext:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
+        # Returning None, not False: to a type checker the block's exception
+        # then always propagates, so code after an early ``return`` inside the
+        # block is not reported as missing a return.
         assert self._task_group is not None
         await leave_block(self._connection, self._task_group, exc)
-        return False
 
 
 async def leave_block(

@@ -22,7 +22,7 @@ import errno
 import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -63,7 +63,10 @@ __all__ = ["WebSocketServer", "serve_websocket", "wrap_server_stream"]
 
 logger = logging.getLogger("trio_ws.server")
 
-Handler = Callable[[WebSocketConnection], Awaitable[None]]
+_ConnT = TypeVar("_ConnT", bound=WebSocketConnection)
+#: ``async def handler(ws)``; ``ws`` may be typed as the subclass that your
+#: ``create_connection`` makes.
+Handler = Callable[[_ConnT], Awaitable[None]]
 ProcessRequest = Callable[
     [WebSocketConnection, Request], "Awaitable[Response | None] | Response | None"
 ]
@@ -226,7 +229,7 @@ class WebSocketServer:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler[Any],
         listeners: Sequence[anyio.abc.SocketListener],
         *,
         handler_nursery: Nursery | None,
@@ -380,7 +383,7 @@ async def _going_away(connection: WebSocketConnection) -> None:
     await connection.aclose(CloseCode.GOING_AWAY)
 
 
-async def run_handler(connection: WebSocketConnection, handler: Handler) -> None:
+async def run_handler(connection: _ConnT, handler: Handler[_ConnT]) -> None:
     """Run ``handler(connection)`` with the connection's tasks beside it, then
     close: 1000 on return, 1011 (and a logged traceback) on an exception,
     1001 on cancellation. Never raises but for cancellation."""
@@ -393,6 +396,15 @@ async def run_handler(connection: WebSocketConnection, handler: Handler) -> None
             # The peer went away while the handler was using the connection:
             # nothing to report beyond a debug line.
             connection.logger.debug("handler stopped: %s", exc)
+        except ExceptionGroup as group:
+            # A handler with a nursery of its own sees the same disconnect
+            # wrapped in a group; only something else in it is a failure.
+            _, others = group.split(ConnectionClosed)
+            if others is None:
+                connection.logger.debug("handler stopped: %s", group.exceptions[0])
+            else:
+                connection.logger.exception("connection handler failed")
+                code = CloseCode.INTERNAL_ERROR
         except Exception:
             connection.logger.exception("connection handler failed")
             code = CloseCode.INTERNAL_ERROR
@@ -405,7 +417,7 @@ async def run_handler(connection: WebSocketConnection, handler: Handler) -> None
 
 
 async def serve_websocket(
-    handler: Handler,
+    handler: Handler[_ConnT],
     host: str | Sequence[str] | None,
     port: int,
     *,

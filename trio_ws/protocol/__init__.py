@@ -6,7 +6,10 @@ feed it bytes, read events and bytes to send. The I/O layer in
 :mod:`trio_ws` drives it; you can drive it yourself, too.
 """
 
+from .deflate import DeflateConfig, PerMessageDeflate
 from .frames import Close, CloseCode, Frame, Opcode
+from .handshake import ClientHandshake, ServerHandshake, accept_key, select_subprotocol
+from .http import Headers, Request, Response, make_response
 from .machine import (
     BinaryMessage,
     Event,
@@ -20,15 +23,25 @@ from .machine import (
 
 __all__ = [
     "BinaryMessage",
+    "ClientHandshake",
     "Close",
     "CloseCode",
+    "DeflateConfig",
     "Event",
     "Frame",
+    "Headers",
     "Opcode",
+    "PerMessageDeflate",
     "Ping",
     "Pong",
+    "Request",
+    "Response",
     "Role",
+    "ServerHandshake",
     "State",
     "TextMessage",
     "WebSocketMachine",
+    "accept_key",
+    "make_response",
+    "select_subprotocol",
 ]
