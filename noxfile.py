@@ -88,6 +88,15 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_io(session: nox.Session) -> None:
+    """End-to-end benchmark: every library as server and client, raw TCP as
+    the limit, ratios in one run (~6 min); writes docs/performance.md with
+    ``-- --markdown docs/performance.md``."""
+    session.install("-e", ".[bench]")
+    session.run("python", "bench/bench_io.py", *session.posargs)
+
+
+@nox.session
 def build(session: nox.Session) -> None:
     """Build the sdist and wheel and check their metadata."""
     session.install("build", "twine")
