@@ -2061,3 +2061,17 @@ async def test_breaking_out_of_async_for_leaves_nothing_to_finalize() -> None:
             assert aiter(pair.server) is pair.server
             assert await pair.server.recv() == "three"
     assert received == ["one", "two"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("side", ["client", "server"])
+async def test_messages_arriving_with_the_close_frame_are_all_delivered(side: str) -> None:
+    """More than max_queue messages followed by the peer's close frame, all in
+    one read: every message was sent to the user and comes out of recv()."""
+    async with open_raw_pair(side, max_queue=2, ping_interval=None) as raw:
+        frames = [Frame(Opcode.TEXT, f"message {n}".encode()) for n in range(10)]
+        frames.append(Frame(Opcode.CLOSE, Close(1000).serialize()))
+        await raw.peer.send_raw(b"".join(raw.peer.serialize(frame) for frame in frames))
+        with anyio.fail_after(TIMEOUT):
+            received = [message async for message in raw.ws]
+    assert received == [f"message {n}" for n in range(10)]

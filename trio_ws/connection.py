@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import uuid
 from collections import deque
 from collections.abc import (
@@ -58,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import sniffio
 
 from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
 from .exceptions import (
@@ -193,6 +195,9 @@ class WebSocketConnection:
 
         self._machine: WebSocketMachine | None = None
         self._messages: deque[Data] = deque()
+        # Resume reading once the queue is half empty, not after every recv():
+        # fewer wake-ups of the reader under a steady flow.
+        self._resume_at = max(1, (max_queue or 1) // 2)
         self._recv_waiter: anyio.Event | None = None
         self._recv_busy = False
         self._reader_resume: anyio.Event | None = None
@@ -208,9 +213,11 @@ class WebSocketConnection:
         self._writer_scope = anyio.CancelScope()
         self._heartbeat_scope = anyio.CancelScope()
         self._writer_done = False
+        self._eager_socket: socket.socket | None = None
         self._writer_exited = anyio.Event()
         self._write_interrupted = False  # the writer died in the middle of a write
         self._closing_deadline = math.inf
+        self._close_requested = False  # aclose() was called
         self._closed = anyio.Event()
         self._transport_error: BaseException | None = None
 
@@ -322,6 +329,7 @@ class WebSocketConnection:
 
     def _start(self, task_group: anyio.abc.TaskGroup) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
+        self._eager_socket = _eager_socket(self._stream)
         task_group.start_soon(self._reader, name=f"trio_ws reader {self.id}")
         task_group.start_soon(self._writer, name=f"trio_ws writer {self.id}")
         if self.ping_interval is not None:
@@ -347,26 +355,27 @@ class WebSocketConnection:
         """
         if self._recv_busy:
             raise ConcurrencyError("recv() is already waiting for a message in another task")
-        await anyio.lowlevel.checkpoint_if_cancelled()
         messages = self._messages
+        # Exactly one checkpoint, and every await comes before the message is
+        # taken: a cancellation can never strand a message that was popped.
+        # When we must wait anyway, the wait is the schedule point.
         if messages:
-            message = messages.popleft()
-            if self._reader_resume is not None and len(messages) < self._resume_level():
-                self._reader_resume.set()
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return message
-        self._recv_busy = True
-        try:
-            while not messages:
-                if self._no_more_messages():
-                    raise self._closed_error()
-                self._recv_waiter = waiter = anyio.Event()
-                await waiter.wait()
-        finally:
-            self._recv_busy = False
-            self._recv_waiter = None
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        if not messages:
+            self._recv_busy = True
+            try:
+                while not messages:
+                    if self._no_more_messages():
+                        raise self._closed_error()
+                    self._recv_waiter = waiter = anyio.Event()
+                    await waiter.wait()
+            finally:
+                self._recv_busy = False
+                self._recv_waiter = None
         message = messages.popleft()
-        if self._reader_resume is not None and len(messages) < self._resume_level():
+        if self._reader_resume is not None and len(messages) < self._resume_at:
             self._reader_resume.set()
         return message
 
@@ -390,11 +399,6 @@ class WebSocketConnection:
             return await self.recv()
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
-
-    def _resume_level(self) -> int:
-        # Resume reading once the queue is half empty, not after every recv():
-        # fewer wake-ups of the reader under a steady flow.
-        return max(1, (self.max_queue or 1) // 2)
 
     def _no_more_messages(self) -> bool:
         machine = self._machine
@@ -523,14 +527,30 @@ class WebSocketConnection:
         return machine
 
     def _flush_machine(self) -> None:
-        """Move what the machine wants to send into the outbox, wake the writer."""
+        """Move what the machine wants to send into the outbox, wake the writer.
+
+        When the writer is idle with nothing queued, try the socket first: a
+        non-blocking send of a small frame usually completes at once, which
+        saves the hand-off to the writer task (a task switch per message).
+        Whatever does not fit goes to the writer, in order.
+        """
         assert self._machine is not None
         data = self._machine.data_to_send()
-        if data:
-            self._outbox.append(data)
-            self._unsent += len(data)
-            if self._writer_wakeup is not None:
-                self._writer_wakeup.set()
+        if not data:
+            return
+        wakeup = self._writer_wakeup
+        if wakeup is not None and self._eager_socket is not None and not self._outbox:
+            try:
+                sent = self._eager_socket.send(data)
+            except OSError:  # would block, or broken: the writer finds out
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self._outbox.append(data)
+        self._unsent += len(data)
+        if wakeup is not None:
+            wakeup.set()
 
     async def ping(self, data: str | bytes | None = None) -> PongWaiter:
         """Send a ping; return a waiter for the matching pong.
@@ -547,7 +567,7 @@ class WebSocketConnection:
             Safe; the ping was sent or not, and a waiter is only returned if
             it was.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await anyio.lowlevel.checkpoint()
         machine = self._machine
         if machine is None or machine.state is not State.OPEN or self._closed.is_set():
             raise self._closed_error()
@@ -561,7 +581,6 @@ class WebSocketConnection:
         waiter = PongWaiter()
         self._pings[payload] = (anyio.current_time(), waiter)
         self._flush_machine()
-        await anyio.lowlevel.cancel_shielded_checkpoint()
         return waiter
 
     async def pong(self, data: str | bytes = b"") -> None:
@@ -573,13 +592,12 @@ class WebSocketConnection:
         Cancellation:
             Safe; the pong was queued or not.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await anyio.lowlevel.checkpoint()
         machine = self._machine
         if machine is None or machine.state is not State.OPEN or self._closed.is_set():
             raise self._closed_error()
         machine.send_pong(data.encode() if isinstance(data, str) else bytes(data))
         self._flush_machine()
-        await anyio.lowlevel.cancel_shielded_checkpoint()
 
     # -- closing --------------------------------------------------------------
 
@@ -602,6 +620,7 @@ class WebSocketConnection:
         if machine is None:
             await self._abort()
             return
+        self._close_requested = True
         if machine.state is State.OPEN and not self._closed.is_set():
             machine.send_close(code, reason)
             self._flush_machine()
@@ -740,14 +759,17 @@ class WebSocketConnection:
         events = machine.events_received()
         if events:
             messages = self._messages
-            closing = machine.state is not State.OPEN
+            # Messages that precede the peer's close frame are always kept, as
+            # are those before a protocol error: they were sent to the user.
+            # Only once the user asked to close, and so stopped reading, do
+            # messages past max_queue go: the reader no longer pauses then
+            # (it must see the peer's close), and memory stays bounded.
+            dropping = self._close_requested and self.max_queue is not None
             for event in events:
                 cls = type(event)
                 if cls is TextMessage or cls is BinaryMessage:
-                    if closing and self.max_queue is not None and len(messages) >= self.max_queue:
-                        # The close handshake is under way and nobody reads:
-                        # keep memory bounded rather than queue without limit.
-                        self.logger.debug("dropped a message received while closing")
+                    if dropping and len(messages) >= self.max_queue:  # type: ignore[operator]
+                        self.logger.debug("dropped a message received after aclose()")
                         continue
                     messages.append(event.data)  # type: ignore[union-attr]
                 elif cls is Pong:
@@ -805,6 +827,7 @@ class WebSocketConnection:
                         room.set()
         finally:
             self._writer_done = True
+            self._writer_wakeup = None  # no more eager writes either
             if self._flushed is not None:
                 self._flushed.set()
             if self._send_room is not None:
@@ -980,6 +1003,27 @@ def _byte_view(data: BytesLike) -> BytesLike:
     if isinstance(data, memoryview) and (data.ndim != 1 or data.itemsize != 1):
         return data.cast("B") if data.c_contiguous else data.tobytes()
     return data
+
+
+def _eager_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
+    """The socket ``_flush_machine`` may write to directly, if any.
+
+    Only a plain TCP or UNIX stream on trio qualifies: there anyio's stream is
+    a thin layer over a non-blocking socket, with no buffer of its own that a
+    direct write could overtake. On asyncio the transport owns the socket and
+    may hold buffered bytes; a TLS stream must encrypt.
+    """
+    if not isinstance(stream, anyio.abc.SocketStream):
+        return None
+    try:
+        if sniffio.current_async_library() != "trio":
+            return None
+    except sniffio.AsyncLibraryNotFoundError:  # pragma: no cover  # always inside a loop
+        return None
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if type(sock) is socket.socket and not sock.getblocking():
+        return sock
+    return None
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:
