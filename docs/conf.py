@@ -61,7 +61,7 @@ _EXTERNAL = (
     r"(builtins\.)?(str|bytes|bytearray|memoryview|int|float|bool|object|type|list|dict|tuple|set"
     r"|frozenset|Exception|BaseException|RuntimeError|OSError|TimeoutError|EOFError|ValueError"
     r"|TypeError|NotImplementedError|KeyboardInterrupt|ExceptionGroup|BaseExceptionGroup"
-    r"|None|Ellipsis)"
+    r"|None|Ellipsis|AbstractAsyncContextManager)"
     r"|(typing|collections\.abc|types|enum|ssl|ssl_module|logging|socket|uuid|http|functools"
     r"|dataclasses|contextlib|asyncio|zlib|codecs|os|sys|h11)(\..*)?"
     # Projects we build on.
