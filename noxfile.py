@@ -62,6 +62,7 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
     session.run(
         "sphinx-build",
+        "-E",  # reread every source: a cached build can hide warnings
         "-W",
         "-n",
         "--keep-going",
