@@ -3,10 +3,10 @@
 Negotiation happens once, in the opening handshake:
 
 - the client sends :func:`client_offer` in ``Sec-WebSocket-Extensions``;
-- the server passes the client's header lines to :func:`~trio_ws.protocol.deflate.server_accept`, which
+- the server passes the client's header lines to :func:`.server_accept`, which
   picks the first offer it can honour and returns the response header value
   and the codec, or None to carry on uncompressed;
-- the client passes the server's header lines to :func:`~trio_ws.protocol.deflate.client_accept`, which
+- the client passes the server's header lines to :func:`.client_accept`, which
   checks the response against what we offered and returns the codec, or None.
 
 After that the state machine owns one :class:`PerMessageDeflate` per
@@ -153,7 +153,7 @@ class DeflateConfig:
 class PerMessageDeflate:
     """The negotiated permessage-deflate codec of one connection.
 
-    Built by :func:`~trio_ws.protocol.deflate.client_accept` or :func:`~trio_ws.protocol.deflate.server_accept`; the attributes
+    Built by :func:`.client_accept` or :func:`.server_accept`; the attributes
     hold the agreed parameters (window bits None meaning 15). The state
     machine calls :meth:`compress` for every frame of an outgoing compressed
     message and :meth:`decompress` for every chunk of an incoming one. After
@@ -229,7 +229,7 @@ class PerMessageDeflate:
     def response_params(self) -> list[tuple[str, str | None]]:
         """The agreed parameters, as a server's response states them.
 
-        A server sends exactly these (:func:`~trio_ws.protocol.deflate.server_accept` builds its header
+        A server sends exactly these (:func:`.server_accept` builds its header
         value from them); on a client they also include what we promised in
         the offer even if the server did not repeat it.
         """
