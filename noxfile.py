@@ -20,7 +20,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package, tests, examples and benchmarks."""
+    """mypy --strict over the package, tests, examples and benchmarks (the
+    public API's completeness, pyright --verifytypes, runs in ``build``)."""
     session.install("-e", ".[test,bench]", "nox")
     session.run("mypy")
 
@@ -103,3 +104,5 @@ def build(session: nox.Session) -> None:
     session.install("build", "twine")
     session.run("python", "-m", "build", "--outdir", "dist")
     session.run("twine", "check", "dist/*")
+    # The wheel in a fresh venv: imports, runs the demo, fully typed.
+    session.run("python", "tools/check_dist.py")

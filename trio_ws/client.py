@@ -54,7 +54,7 @@ __all__ = [
     "wrap_client_stream",
 ]
 
-logger = logging.getLogger("trio_ws.client")
+logger: logging.Logger = logging.getLogger("trio_ws.client")
 
 Compression = str | DeflateConfig | None
 CreateConnection = Callable[..., WebSocketConnection]
@@ -90,12 +90,12 @@ class _ClientOptions:
     ) -> None:
         if isinstance(subprotocols, str):
             raise TypeError("subprotocols must be a list of strings, not a string")
-        self.subprotocols = list(subprotocols or ())
+        self.subprotocols: list[str] = list(subprotocols or ())
         # A copy: an iterator of pairs would not survive a second connection.
-        self.additional_headers = Headers(additional_headers or ())
+        self.additional_headers: Headers = Headers(additional_headers or ())
         self.user_agent_header = user_agent_header
         self.origin = origin
-        self.compression = compression_config(compression)
+        self.compression: DeflateConfig | None = compression_config(compression)
         if open_timeout is not None and open_timeout <= 0:
             raise ValueError("open_timeout must be > 0 or None")
         self.open_timeout = open_timeout
@@ -471,7 +471,7 @@ class ReconnectingWebSocket:
         #: The connection handed out last, or None.
         self.connection: WebSocketConnection | None = None
         #: How many connections were opened so far.
-        self.connections_opened = 0
+        self.connections_opened: int = 0
         self._delay = backoff_initial
         self._opened_at = 0.0
 

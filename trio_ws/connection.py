@@ -173,7 +173,7 @@ class WebSocketConnection:
         self._stream = as_byte_stream(stream)
         self.role = role
         #: A unique id, handy to correlate log lines.
-        self.id = uuid.uuid4()
+        self.id: uuid.UUID = uuid.uuid4()
         base_logger = logger or logging.getLogger(f"trio_ws.{role.value}")
         #: Logs what happens to this connection; records carry ``websocket``.
         self.logger: logging.LoggerAdapter[Any] = logging.LoggerAdapter(
@@ -190,8 +190,13 @@ class WebSocketConnection:
         #: The subprotocol agreed during the handshake, or None.
         self.subprotocol: str | None = None
         #: Round-trip time of the last ping answered, in seconds (0 before).
-        self.latency = 0.0
-        self.remote_address, self.local_address = peer_addresses(self._stream)
+        self.latency: float = 0.0
+        remote, local = peer_addresses(self._stream)
+        #: The peer's address, as the socket reports it (``(host, port)`` for
+        #: TCP; behind a proxy, see the ``X-Forwarded-For`` request header).
+        self.remote_address: Any = remote
+        #: Our own address on this connection.
+        self.local_address: Any = local
 
         self._machine: WebSocketMachine | None = None
         self._messages: deque[Data] = deque()

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from ._streams import TrioStreamLike
     from .client import Nursery
+    from .protocol.deflate import DeflateConfig
     from .protocol.handshake import HeadersLike
 
     # What nursery.start() passes: anyio's, or trio's own for trio users.
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocketServer", "serve_websocket", "wrap_server_stream"]
 
-logger = logging.getLogger("trio_ws.server")
+logger: logging.Logger = logging.getLogger("trio_ws.server")
 
 _ConnT = TypeVar("_ConnT", bound=WebSocketConnection)
 #: ``async def handler(ws)``; ``ws`` may be typed as the subclass that your
@@ -112,20 +113,22 @@ class _ServerOptions:
         self.process_request = process_request
         self.process_response = process_response
         self.select_subprotocol = select_subprotocol
-        self.subprotocols = list(subprotocols or ())
-        self.origins = None if origins is None else list(origins)
+        self.subprotocols: list[str] = list(subprotocols or ())
+        self.origins: list[str | None] | None = None if origins is None else list(origins)
         # Check header values now, not at the first connection: a bad one
         # would otherwise fail every handshake.
-        self.additional_headers = Headers(additional_headers or ())
+        self.additional_headers: Headers = Headers(additional_headers or ())
         if server_header is not None:
             Headers([("Server", server_header)])
         self.server_header = server_header
-        self.compression = compression_config(compression)
+        self.compression: DeflateConfig | None = compression_config(compression)
         if open_timeout is not None and open_timeout <= 0:
             raise ValueError("open_timeout must be > 0 or None")
         self.open_timeout = open_timeout
         self.max_header_size = max_header_size
-        self.create_connection = create_connection or WebSocketConnection
+        self.create_connection: Callable[..., WebSocketConnection] = (
+            create_connection or WebSocketConnection
+        )
         self.connection_options = connection_options
         # Fail now, not at the first connection, on a bad connection option.
         WebSocketConnection._check_options(**connection_options)
@@ -238,7 +241,7 @@ class WebSocketServer:
     ) -> None:
         self.handler = handler
         self.ssl_context = ssl_context
-        self.listeners = list(listeners)
+        self.listeners: list[anyio.abc.SocketListener] = list(listeners)
         # Read once: once the listeners are closed their sockets cannot say,
         # and repr() or .port must still work after the server stopped.
         self._addresses = [

@@ -200,14 +200,14 @@ class PerMessageDeflate:
         _check_window_bits("server_max_window_bits", server_max_window_bits)
         _check_window_bits("client_max_window_bits", client_max_window_bits)
         _check_codec_settings(compress_level, mem_level, min_size)
-        self.is_client = is_client
-        self.server_no_context_takeover = server_no_context_takeover
-        self.client_no_context_takeover = client_no_context_takeover
-        self.server_max_window_bits = server_max_window_bits
-        self.client_max_window_bits = client_max_window_bits
-        self.compress_level = compress_level
-        self.mem_level = mem_level
-        self.min_size = min_size
+        self.is_client: bool = is_client
+        self.server_no_context_takeover: bool = server_no_context_takeover
+        self.client_no_context_takeover: bool = client_no_context_takeover
+        self.server_max_window_bits: int | None = server_max_window_bits
+        self.client_max_window_bits: int | None = client_max_window_bits
+        self.compress_level: int = compress_level
+        self.mem_level: int = mem_level
+        self.min_size: int = min_size
 
         if is_client:
             local_bits, remote_bits = client_max_window_bits, server_max_window_bits

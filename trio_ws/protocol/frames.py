@@ -247,7 +247,10 @@ def _load_apply_mask() -> tuple[Callable[[Buffer, bytes], bytes], bool]:
 
 #: The masking function without the check on the key's length, for callers
 #: that always pass 4 bytes (the state machine): C when built, else Python.
-apply_mask_unchecked, HAVE_SPEEDUPS = _load_apply_mask()
+_MASK_FUNCTION, _MASK_IN_C = _load_apply_mask()
+apply_mask_unchecked: Callable[[Buffer, bytes], bytes] = _MASK_FUNCTION
+#: Whether the C accelerator is in use.
+HAVE_SPEEDUPS: bool = _MASK_IN_C
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:

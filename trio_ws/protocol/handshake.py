@@ -256,11 +256,11 @@ class ClientHandshake:
             headers.add(name, value)
 
         #: What we send.
-        self.request = Request(resource, headers)
+        self.request: Request = Request(resource, headers)
         #: True once the outcome is known: accepted, refused, or failed.
-        self.complete = False
+        self.complete: bool = False
         #: True when the server switched protocols and every check passed.
-        self.accepted = False
+        self.accepted: bool = False
         #: The server's response, once complete (None if none arrived).
         self.response: Response | None = None
         #: Why the handshake failed, once complete and not accepted.
@@ -270,7 +270,7 @@ class ClientHandshake:
         #: The negotiated permessage-deflate codec, if any.
         self.extension: PerMessageDeflate | None = None
         #: Bytes that followed the 101 response: the first WebSocket frames.
-        self.trailing_data = b""
+        self.trailing_data: bytes = b""
 
         self._key = key
         self._subprotocols = list(subprotocols)
@@ -477,7 +477,7 @@ class ServerHandshake:
         #: The response to send for :attr:`error`, if one is worth sending.
         self.error_response: Response | None = None
         #: Bytes that followed a valid request head: the first frames.
-        self.trailing_data = b""
+        self.trailing_data: bytes = b""
         #: The subprotocols the client offered, in its order.
         self.client_subprotocols: list[str] = []
         #: The permessage-deflate codec negotiated by :meth:`accept`, if any.

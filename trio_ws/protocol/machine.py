@@ -165,9 +165,9 @@ class WebSocketMachine:
     ) -> None:
         if max_size is not None and max_size < 0:
             raise ValueError("max_size must be None or >= 0")
-        self.role = role
-        self.max_size = max_size
-        self.extension = extension
+        self.role: Role = role
+        self.max_size: int | None = max_size
+        self.extension: PerMessageDeflate | None = extension
         self._is_client = role is Role.CLIENT
         self._mask_key = mask_key
         self._mask_pool = b""
@@ -183,7 +183,7 @@ class WebSocketMachine:
         #: Why the connection failed: the peer's protocol violation, or None.
         self.failure: Exception | None = None
         #: True once the peer closed the TCP connection.
-        self.eof_received = False
+        self.eof_received: bool = False
         self._failed = False
 
         # Receiving side.
