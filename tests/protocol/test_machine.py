@@ -667,3 +667,27 @@ def test_buffers_of_wide_items_are_sent_as_their_bytes(sender: str) -> None:
         BinaryMessage(numbers.tobytes()),
         BinaryMessage(b"x" + numbers.tobytes()),
     ]
+
+
+def test_a_compressed_bomb_streamed_in_small_reads_still_fails_with_1009() -> None:
+    """Compressed input is inflated in batches; the output cap still holds."""
+    client, server = deflate_pair(max_size=100_000)
+    client.max_size = None
+    client.send_binary(b"\x00" * 50_000_000)
+    wire = client.data_to_send()
+    for i in range(0, len(wire), 4096):
+        server.receive_data(wire[i : i + 4096])
+    assert server.events_received() == []
+    assert_failed(server, 1009, PayloadTooBig)
+
+
+def test_invalid_utf8_in_a_compressed_fragment_fails_before_the_message_ends() -> None:
+    client, server = deflate_pair()
+    codec = client.extension
+    assert codec is not None
+    frames = [
+        Frame(Opcode.TEXT, codec.compress(b"valid, ", fin=False), fin=False, rsv1=True),
+        Frame(Opcode.CONT, codec.compress(b"\xff then more", fin=False), fin=False),
+    ]
+    server.receive_data(b"".join(frame.serialize(mask_key=MASK) for frame in frames))
+    assert_failed(server, 1007, UnicodeDecodeError)

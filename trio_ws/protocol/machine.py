@@ -200,6 +200,7 @@ class WebSocketMachine:
         self._msg_parts: list[bytes] | list[str] = []
         self._msg_decoder: codecs.IncrementalDecoder | None = None
         self._pings: list[bytes] = []  # outstanding ping payloads, oldest first
+        self._rx_compressed = _Pending()  # compressed bytes not inflated yet
 
         # Sending side.
         self._out: list[bytes] = []
@@ -379,6 +380,18 @@ class WebSocketMachine:
             chunk = apply_mask(chunk, mask)
         message_done = frame_done and self._rx_fin
         if self._msg_compressed:
+            # Inside a large frame, inflate in batches of up to _INFLATE_BATCH
+            # compressed bytes, not once per read: fewer zlib calls, UTF-8
+            # decodes and pieces to join, while what we hold stays bounded and
+            # the output is still capped per call (a bomb fails with 1009 all
+            # the same). Every frame's end is inflated and validated at once,
+            # so a fragmented message still fails fast, fragment by fragment.
+            pending = self._rx_compressed
+            if not frame_done and len(chunk) + pending.total < _INFLATE_BATCH:
+                pending.append(chunk)
+                return
+            if pending.parts:
+                chunk = pending.take(chunk)
             limit = None if self.max_size is None else self.max_size - self._msg_size
             chunk = self._decompress(chunk, message_done, limit)
         self._msg_size += len(chunk)
@@ -616,6 +629,32 @@ class WebSocketMachine:
             pos = 0
         self._mask_pos = pos + 4
         return self._mask_pool[pos : pos + 4]
+
+
+# See _data_chunk: how much compressed input we gather before inflating it.
+_INFLATE_BATCH = 256 * 1024
+
+
+class _Pending:
+    """Byte strings gathered to be joined once, with their total length."""
+
+    __slots__ = ("parts", "total")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.total = 0
+
+    def append(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.total += len(data)
+
+    def take(self, last: bytes) -> bytes:
+        """Return everything gathered followed by ``last``, and forget it."""
+        self.parts.append(last)
+        data = b"".join(self.parts)
+        self.parts = []
+        self.total = 0
+        return data
 
 
 def _too_big(max_size: int | None) -> _Fail:
