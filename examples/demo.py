@@ -7,6 +7,8 @@ message, measures a ping, and closes properly on both sides.
 
 from __future__ import annotations
 
+import argparse
+
 import trio
 
 import trio_ws
@@ -47,4 +49,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description="An echo server and a client talking, in one program; no options."
+    ).parse_args()
     trio.run(main)

@@ -6,7 +6,7 @@ Start ``python examples/echo_server.py`` first, then run
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import trio
 
@@ -27,6 +27,15 @@ async def main(url: str, messages: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    url = sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:8765/"
-    messages = sys.argv[2:] or ["hello", "grüße", "👋"]
-    trio.run(main, url, messages)
+    parser = argparse.ArgumentParser(description="Send messages to a WebSocket echo server.")
+    parser.add_argument(
+        "url",
+        nargs="?",
+        default="ws://127.0.0.1:8765/",
+        help="the server to talk to (default: %(default)s)",
+    )
+    parser.add_argument(
+        "messages", nargs="*", metavar="MESSAGE", help="messages to send (default: a few)"
+    )
+    args = parser.parse_args()
+    trio.run(main, args.url, args.messages or ["hello", "grüße", "👋"])

@@ -1278,3 +1278,36 @@ def test_splitting_a_valid_request_anywhere_gives_the_same_result(cuts: list[int
     assert server.request.path == "/chat"
     assert server.client_subprotocols == ["a", "b"]
     assert server.trailing_data == CLIENT_FRAME
+
+
+def test_the_request_records_its_method() -> None:
+    server = ServerHandshake()
+    server.receive_data(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    assert server.request is not None
+    assert server.request.method == "POST"
+    assert server.request.path == "/healthz"
+
+
+def test_a_head_request_gets_headers_and_no_body() -> None:
+    """RFC 9110 §9.3.2: the answer to HEAD has the GET answer's headers,
+    Content-Length included, and no body: for a hook's response too."""
+    server = ServerHandshake()
+    server.receive_data(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert server.request is not None
+    assert server.request.method == "HEAD"
+    server.send_response(make_response(200, "OK\n"))
+    wire = server.data_to_send()
+    assert wire.endswith(b"\r\n\r\n")
+    assert b"Content-Length: 3\r\n" in wire
+    assert b"OK\n" not in wire.partition(b"\r\n\r\n")[2]
+
+
+def test_the_405_for_head_has_no_body_either() -> None:
+    server = ServerHandshake()
+    server.receive_data(b"HEAD /chat HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert server.error_response is not None
+    assert server.error_response.status_code == 405
+    server.send_response(server.error_response)
+    head, _, body = server.data_to_send().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert body == b""

@@ -527,7 +527,9 @@ class ServerHandshake:
         self._head_done = True
         after_head = self._conn.trailing_data[0]
         headers = Headers._from_wire(event.headers.raw_items())
-        self.request = Request(event.target.decode("latin-1"), headers)
+        self.request = Request(
+            event.target.decode("latin-1"), headers, event.method.decode("latin-1")
+        )
         self.client_subprotocols = split_list(headers.get_all("Sec-WebSocket-Protocol"))
         # Checked here as well as by h11: h11 only bounds a head that arrives
         # in pieces, and the limit should not depend on how reads split.
@@ -718,7 +720,8 @@ class ServerHandshake:
         else:
             self.subprotocol = None
             self.extension = None
-        self._outgoing += serialize_response(response)
+        head = self.request is not None and self.request.method == "HEAD"
+        self._outgoing += serialize_response(response, head=head)
         self._sent = True
 
     def data_to_send(self) -> bytes:

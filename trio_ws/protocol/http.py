@@ -228,6 +228,9 @@ class Request:
     #: The request-target as sent, e.g. ``"/chat?room=1"``.
     path: str
     headers: Headers
+    #: The HTTP method: ``"GET"`` for every upgrade; a ``process_request``
+    #: hook answering plain HTTP (a health check) may see others.
+    method: str = "GET"
 
     @property
     def resource(self) -> str:
@@ -324,7 +327,9 @@ def _reason(status: int) -> str:
         return ""
 
 
-def serialize_response(response: Response) -> bytes:
+def serialize_response(response: Response, *, head: bool = False) -> bytes:
+    """Encode ``response``; ``head=True`` answers a HEAD request: the headers,
+    ``Content-Length`` included, and no body (RFC 9110 §9.3.2)."""
     status = response.status_code
     if status != 101 and not 200 <= status <= 599:
         raise ValueError(f"cannot send a {status} response")
@@ -347,5 +352,6 @@ def serialize_response(response: Response) -> bytes:
     lines = [f"HTTP/1.1 {status} {response.reason_phrase}\r\n".encode("latin-1")]
     lines.extend(name + b": " + value + b"\r\n" for name, value in headers.raw_items())
     lines.append(b"\r\n")
-    lines.append(body)
+    if not head:
+        lines.append(body)
     return b"".join(lines)
