@@ -149,6 +149,52 @@ class WebSocketConnection:
     ``with trio.move_on_after(5): message = await ws.recv()``.
     """
 
+    # Slots: a busy server holds thousands of these; a subclass made for
+    # ``create_connection`` gets a __dict__ for its own attributes as usual.
+    __slots__ = (
+        "_close_requested",
+        "_closed",
+        "_closing_deadline",
+        "_eager_socket",
+        "_flushed",
+        "_fragment_done",
+        "_fragmenting",
+        "_heartbeat_scope",
+        "_machine",
+        "_messages",
+        "_outbox",
+        "_pings",
+        "_reader_resume",
+        "_reader_scope",
+        "_recv_busy",
+        "_recv_waiter",
+        "_request",
+        "_response",
+        "_resume_at",
+        "_send_room",
+        "_stream",
+        "_transport_error",
+        "_unsent",
+        "_write_interrupted",
+        "_writer_done",
+        "_writer_exited",
+        "_writer_scope",
+        "_writer_wakeup",
+        "close_timeout",
+        "id",
+        "latency",
+        "local_address",
+        "logger",
+        "max_queue",
+        "max_size",
+        "ping_interval",
+        "ping_timeout",
+        "remote_address",
+        "role",
+        "subprotocol",
+        "write_limit",
+    )
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream | TrioStreamLike,

@@ -155,6 +155,42 @@ class WebSocketMachine:
             draws them from :func:`os.urandom`. Tests pass a fixed one.
     """
 
+    # Slots: one connection holds thousands of these on a busy server, and
+    # attribute access is on the per-message path.
+    __slots__ = (
+        "_events",
+        "_failed",
+        "_is_client",
+        "_mask_key",
+        "_mask_pool",
+        "_mask_pos",
+        "_msg_compressed",
+        "_msg_decoder",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_out",
+        "_pings",
+        "_rx_buf",
+        "_rx_compressed",
+        "_rx_done",
+        "_rx_fin",
+        "_rx_mask",
+        "_rx_offset",
+        "_rx_remaining",
+        "_state",
+        "_tx_compressed",
+        "_tx_in_message",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "eof_received",
+        "extension",
+        "failure",
+        "max_size",
+        "role",
+    )
+
     def __init__(
         self,
         role: Role,
