@@ -26,7 +26,6 @@ import trio.testing
 import trustme
 
 import trio_ws
-from tests.helpers import IN_CI
 from trio_ws import (
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -160,36 +159,13 @@ def refused_port() -> Iterator[int]:
         yield port
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 def state_of(ws: WebSocketConnection) -> State:
     """Read the state through a call, so the type checker does not carry its
     narrowing from inside a block to after it."""
     return ws.state
 
 
-@pytest.fixture
-def ipv6() -> None:
-    """Skip a test that needs ::1 where there is none; CI must have it."""
-    if not _has_ipv6_loopback():
-        if IN_CI:
-            pytest.fail("::1 is not available, and CI must run the IPv6 tests")
-        pytest.skip("::1 is not available")
-
-
 # -- TLS ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 def server_context_for(ca: trustme.CA, *names: str) -> ssl.SSLContext:

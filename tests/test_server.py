@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +24,6 @@ import trio.testing
 import trustme
 
 import trio_ws
-from tests.helpers import IN_CI
 from trio_ws import (
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -157,30 +155,7 @@ def server_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     ]
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.fixture
-def ipv6() -> None:
-    """Skip a test that needs ::1 where there is none; CI must have it."""
-    if not _has_ipv6_loopback():
-        if IN_CI:
-            pytest.fail("::1 is not available, and CI must run the IPv6 tests")
-        pytest.skip("::1 is not available")
-
-
 # -- TLS ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 @pytest.fixture(scope="module")
