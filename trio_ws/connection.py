@@ -217,7 +217,7 @@ class WebSocketConnection:
             close_timeout=close_timeout,
         )
         self._stream = as_byte_stream(stream)
-        self.role = role
+        self.role: Role = role
         #: A unique id, handy to correlate log lines.
         self.id: uuid.UUID = uuid.uuid4()
         base_logger = logger or logging.getLogger(f"trio_ws.{role.value}")
@@ -225,12 +225,12 @@ class WebSocketConnection:
         self.logger: logging.LoggerAdapter[Any] = logging.LoggerAdapter(
             base_logger, {"websocket": self}
         )
-        self.max_size = max_size
-        self.max_queue = max_queue
-        self.write_limit = write_limit
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.close_timeout = close_timeout
+        self.max_size: int | None = max_size
+        self.max_queue: int | None = max_queue
+        self.write_limit: int | None = write_limit
+        self.ping_interval: float | None = ping_interval
+        self.ping_timeout: float | None = ping_timeout
+        self.close_timeout: float | None = close_timeout
         self._request: Request | None = None
         self._response: Response | None = None
         #: The subprotocol agreed during the handshake, or None.
