@@ -14,6 +14,7 @@ yourself. :func:`open_reconnecting_websocket` reconnects after failures.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import ssl as ssl_module
@@ -291,8 +292,6 @@ async def _connect(
 
 
 def _with_credentials(uri: WebSocketURI, source: WebSocketURI) -> WebSocketURI:
-    import dataclasses
-
     return dataclasses.replace(uri, user=source.user, password=source.password)
 
 

@@ -176,7 +176,6 @@ class WebSocketConnection:
         "_transport_error",
         "_unsent",
         "_write_interrupted",
-        "_writer_done",
         "_writer_exited",
         "_writer_scope",
         "_writer_wakeup",
@@ -263,7 +262,6 @@ class WebSocketConnection:
         self._reader_scope = anyio.CancelScope()
         self._writer_scope = anyio.CancelScope()
         self._heartbeat_scope = anyio.CancelScope()
-        self._writer_done = False
         self._eager_socket: socket.socket | None = None
         self._writer_exited = anyio.Event()
         self._write_interrupted = False  # the writer died in the middle of a write
@@ -877,7 +875,6 @@ class WebSocketConnection:
                         self._send_room = None
                         room.set()
         finally:
-            self._writer_done = True
             self._writer_wakeup = None  # no more eager writes either
             if self._flushed is not None:
                 self._flushed.set()
@@ -906,6 +903,13 @@ class WebSocketConnection:
                     self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
                     return
 
+    def _close_deadline(self) -> float:
+        """When closing must be over: the deadline set when closing began, or
+        ``close_timeout`` from now if it began without one (EOF, a crash)."""
+        if self._closing_deadline == math.inf and self.close_timeout is not None:
+            return anyio.current_time() + self.close_timeout
+        return self._closing_deadline
+
     async def _go_away(self) -> None:
         """Close with 1001 on behalf of tasks cancelled from outside.
 
@@ -918,9 +922,7 @@ class WebSocketConnection:
         """
         machine = self._machine
         assert machine is not None
-        deadline = self._closing_deadline
-        if deadline == math.inf and self.close_timeout is not None:
-            deadline = anyio.current_time() + self.close_timeout
+        deadline = self._close_deadline()
         self._writer_scope.cancel()
         self._heartbeat_scope.cancel()
         with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
@@ -951,10 +953,8 @@ class WebSocketConnection:
         with anyio.CancelScope(shield=True):
             if torn_down:
                 await self._go_away()
-            deadline = self._closing_deadline
-            if deadline == math.inf and self.close_timeout is not None:
-                deadline = anyio.current_time() + self.close_timeout
-            if (self._outbox or self._unsent) and not self._writer_done:
+            deadline = self._close_deadline()
+            if (self._outbox or self._unsent) and not self._writer_exited.is_set():
                 self._flushed = anyio.Event()
                 with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                     await self._flushed.wait()

@@ -647,14 +647,15 @@ class WebSocketMachine:
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _write_frame(self, first: int, payload: bytes | bytearray | memoryview) -> None:
+    def _write_frame(self, first: int, payload: bytes) -> None:
+        # Callers pass bytes: len() must count bytes, not a memoryview's items.
         if self._is_client:
             mask = self._next_mask_key()
             self._out.append(serialize_header(first, len(payload), mask))
             self._out.append(apply_mask(payload, mask))
         else:
             self._out.append(serialize_header(first, len(payload)))
-            self._out.append(payload if type(payload) is bytes else bytes(payload))
+            self._out.append(payload)
 
     def _next_mask_key(self) -> bytes:
         if self._mask_key is not None:
