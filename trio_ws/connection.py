@@ -59,9 +59,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
-import sniffio
 
 from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
+from ._tasks import TaskGroup, TaskStarter, create_task_group, running_on_trio
+from ._waits import Wakeup, wait_functions
 from .exceptions import (
     OK_CLOSE_CODES as _OK_CLOSE_CODES,
 )
@@ -160,6 +161,9 @@ class WebSocketConnection:
         "_fragment_done",
         "_fragmenting",
         "_heartbeat_scope",
+        "_heartbeat_stopped",
+        "_id",
+        "_logger",
         "_machine",
         "_messages",
         "_outbox",
@@ -175,15 +179,14 @@ class WebSocketConnection:
         "_stream",
         "_transport_error",
         "_unsent",
+        "_waits",
         "_write_interrupted",
         "_writer_exited",
         "_writer_scope",
         "_writer_wakeup",
         "close_timeout",
-        "id",
         "latency",
         "local_address",
-        "logger",
         "max_queue",
         "max_size",
         "ping_interval",
@@ -217,12 +220,10 @@ class WebSocketConnection:
         )
         self._stream = as_byte_stream(stream)
         self.role: Role = role
-        #: A unique id, handy to correlate log lines.
-        self.id: uuid.UUID = uuid.uuid4()
-        base_logger = logger or logging.getLogger(f"trio_ws.{role.value}")
-        #: Logs what happens to this connection; records carry ``websocket``.
-        self.logger: logging.LoggerAdapter[Any] = logging.LoggerAdapter(
-            base_logger, {"websocket": self}
+        self._id: uuid.UUID | None = None
+        # The adapter is made on first use: most connections never log.
+        self._logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(
+            f"trio_ws.{role.value}"
         )
         self.max_size: int | None = max_size
         self.max_queue: int | None = max_queue
@@ -244,26 +245,30 @@ class WebSocketConnection:
         self.local_address: Any = local
 
         self._machine: WebSocketMachine | None = None
-        self._messages: deque[Data] = deque()
+        # Made on the first message: an idle connection does not pay for it.
+        self._messages: deque[Data] | None = None
         # Resume reading once the queue is half empty, not after every recv():
         # fewer wake-ups of the reader under a steady flow.
         self._resume_at = max(1, (max_queue or 1) // 2)
-        self._recv_waiter: anyio.Event | None = None
+        # One-waiter hand-offs between tasks use wakeups, lighter than events.
+        self._waits = wait_functions()
+        self._recv_waiter: Wakeup | None = None
         self._recv_busy = False
-        self._reader_resume: anyio.Event | None = None
+        self._reader_resume: Wakeup | None = None
         self._outbox: list[bytes] = []
         self._unsent = 0  # bytes in the outbox or being written
-        self._writer_wakeup: anyio.Event | None = None
+        self._writer_wakeup: Wakeup | None = None
         self._send_room: anyio.Event | None = None  # set when _unsent drops
-        self._flushed: anyio.Event | None = None  # set when nothing is unsent
+        self._flushed: Wakeup | None = None  # set when nothing is unsent
         self._fragmenting = False  # a fragmented message is being sent
         self._fragment_done: anyio.Event | None = None
         self._pings: dict[bytes, tuple[float, PongWaiter]] = {}
         self._reader_scope = anyio.CancelScope()
         self._writer_scope = anyio.CancelScope()
-        self._heartbeat_scope = anyio.CancelScope()
+        self._heartbeat_scope: anyio.CancelScope | None = None  # one per wait
+        self._heartbeat_stopped = False
         self._eager_socket: socket.socket | None = None
-        self._writer_exited = anyio.Event()
+        self._writer_exited = self._waits.new_wakeup()
         self._write_interrupted = False  # the writer died in the middle of a write
         self._closing_deadline = math.inf
         self._close_requested = False  # aclose() was called
@@ -293,6 +298,25 @@ class WebSocketConnection:
         return f"<{type(self).__name__} {self.role.value} {self.state.name} id={self.id}>"
 
     # -- attributes -----------------------------------------------------------
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique id, handy to correlate log lines (made on first use)."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[Any]:
+        """Logs what happens to this connection; records carry ``websocket``."""
+        logger = self._logger
+        if not isinstance(logger, _ConnectionLogger):
+            logger = self._logger = _ConnectionLogger(logger, {"websocket": self})
+        return logger
+
+    @logger.setter
+    def logger(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+        self._logger = logger
 
     @property
     def state(self) -> State:
@@ -376,13 +400,14 @@ class WebSocketConnection:
             machine.receive_data(trailing_data)
             self._process()
 
-    def _start(self, task_group: anyio.abc.TaskGroup) -> None:
+    def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
         self._eager_socket = _eager_socket(self._stream)
-        task_group.start_soon(self._reader, name=f"trio_ws reader {self.id}")
-        task_group.start_soon(self._writer, name=f"trio_ws writer {self.id}")
+        # Constant names: a name per connection would cost a string per task.
+        task_group.start_soon(self._reader, name="trio_ws reader")
+        task_group.start_soon(self._writer, name="trio_ws writer")
         if self.ping_interval is not None:
-            task_group.start_soon(self._heartbeat, name=f"trio_ws heartbeat {self.id}")
+            task_group.start_soon(self._heartbeat, name="trio_ws heartbeat")
 
     # -- receiving ------------------------------------------------------------
 
@@ -404,22 +429,23 @@ class WebSocketConnection:
         """
         if self._recv_busy:
             raise ConcurrencyError("recv() is already waiting for a message in another task")
-        messages = self._messages
         # Exactly one checkpoint, and every await comes before the message is
         # taken: a cancellation can never strand a message that was popped.
         # When we must wait anyway, the wait is the schedule point.
-        if messages:
+        if self._messages:
             await anyio.lowlevel.checkpoint()
         else:
             await anyio.lowlevel.checkpoint_if_cancelled()
+        messages = self._messages
         if not messages:
             self._recv_busy = True
             try:
                 while not messages:
                     if self._no_more_messages():
                         raise self._closed_error()
-                    self._recv_waiter = waiter = anyio.Event()
+                    self._recv_waiter = waiter = self._waits.new_wakeup()
                     await waiter.wait()
+                    messages = self._messages
             finally:
                 self._recv_busy = False
                 self._recv_waiter = None
@@ -768,30 +794,68 @@ class WebSocketConnection:
         machine = self._machine
         assert machine is not None
         stream = self._stream
+        sock = self._eager_socket
+        wait_readable = self._waits.wait_readable
+        read_errors: tuple[type[Exception], ...] = (
+            anyio.BrokenResourceError,
+            OSError,
+            *self._waits.closed_errors,
+        )
+        drained = False  # the last read from sock took all there was
         while not machine.close_transport_now():
             if (
                 self.max_queue is not None
+                and self._messages is not None
                 and len(self._messages) >= self.max_queue
                 and machine.state is State.OPEN
             ):
                 # Backpressure: let TCP push back on the peer.
-                self._reader_resume = anyio.Event()
+                self._reader_resume = self._waits.new_wakeup()
                 await self._reader_resume.wait()
                 self._reader_resume = None
+                continue
+            if sock is not None:
+                # Straight from the socket, as the stream would, minus its
+                # layers. After a short read the socket is most likely empty:
+                # wait first (the wait is the checkpoint) rather than try a
+                # read that would fail. After a full one, try again at once.
+                try:
+                    if drained:
+                        await wait_readable(sock)
+                    else:
+                        await anyio.lowlevel.checkpoint()
+                    data = sock.recv(RECEIVE_SIZE)
+                except BlockingIOError:
+                    drained = True
+                    continue
+                except read_errors as exc:
+                    self._connection_lost(exc)
+                else:
+                    drained = len(data) < RECEIVE_SIZE
+                    if data:
+                        machine.receive_data(data)
+                    else:
+                        self._eof_received()
+                self._process()
                 continue
             try:
                 data = await stream.receive(RECEIVE_SIZE)
             except anyio.EndOfStream:
-                if self._transport_error is None and machine.close_rcvd is None:
-                    self._transport_error = EOFError(
-                        "the peer closed the TCP connection without a close frame"
-                    )
-                machine.receive_eof()
+                self._eof_received()
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 self._connection_lost(exc)
             else:
                 machine.receive_data(data)
             self._process()
+
+    def _eof_received(self) -> None:
+        machine = self._machine
+        assert machine is not None
+        if self._transport_error is None and machine.close_rcvd is None:
+            self._transport_error = EOFError(
+                "the peer closed the TCP connection without a close frame"
+            )
+        machine.receive_eof()
 
     def _connection_lost(self, exc: BaseException) -> None:
         machine = self._machine
@@ -808,6 +872,8 @@ class WebSocketConnection:
         events = machine.events_received()
         if events:
             messages = self._messages
+            if messages is None:
+                messages = self._messages = deque()
             # Messages that precede the peer's close frame are always kept, as
             # are those before a protocol error: they were sent to the user.
             # Only once the user asked to close, and so stopped reading, do
@@ -823,7 +889,7 @@ class WebSocketConnection:
                     messages.append(event.data)  # type: ignore[union-attr]
                 elif cls is Pong:
                     self._pong_received(event)  # type: ignore[arg-type]
-            if messages and self._recv_waiter is not None:
+            if self._recv_waiter is not None and messages:
                 self._recv_waiter.set()
         self._flush_machine()
         if machine.state is not State.OPEN:
@@ -850,7 +916,7 @@ class WebSocketConnection:
                     if not outbox:
                         if self._flushed is not None:
                             self._flushed.set()
-                        self._writer_wakeup = wakeup = anyio.Event()
+                        self._writer_wakeup = wakeup = self._waits.new_wakeup()
                         await wakeup.wait()
                         self._writer_wakeup = None
                         continue
@@ -883,25 +949,46 @@ class WebSocketConnection:
             self._writer_exited.set()
 
     async def _heartbeat(self) -> None:
-        assert self.ping_interval is not None
-        with self._heartbeat_scope:
-            while True:
-                await anyio.sleep(self.ping_interval)
+        # Each wait runs in a cancel scope of its own whose deadline is the
+        # timer, and which _stop_heartbeat() cancels: one scope at a time, not
+        # a scope to stop the task plus one inside every sleep.
+        interval = self.ping_interval
+        assert interval is not None
+        closed = self._closed
+        while True:
+            with self._heartbeat_wait(interval):
+                await self._waits.sleep_forever()  # until the next ping is due
+            if self._heartbeat_stopped or closed.is_set():
+                return
+            try:
+                waiter = await self.ping()
+            except ConnectionClosed:
+                return
+            if self.ping_timeout is None:
+                continue
+            with self._heartbeat_wait(self.ping_timeout):
                 try:
-                    waiter = await self.ping()
+                    await waiter.wait()
                 except ConnectionClosed:
                     return
-                if self.ping_timeout is None:
-                    continue
-                with anyio.move_on_after(self.ping_timeout) as timeout:
-                    try:
-                        await waiter.wait()
-                    except ConnectionClosed:
-                        return
-                if timeout.cancelled_caught:
-                    self.logger.info("keepalive ping timeout; failing the connection with 1011")
-                    self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                    return
+            if waiter.done():
+                continue
+            if not self._heartbeat_stopped:
+                self.logger.info("keepalive ping timeout; failing the connection with 1011")
+                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+            return
+
+    def _heartbeat_wait(self, seconds: float) -> anyio.CancelScope:
+        scope = anyio.CancelScope(deadline=anyio.current_time() + seconds)
+        if self._heartbeat_stopped:
+            scope.cancel()
+        self._heartbeat_scope = scope
+        return scope
+
+    def _stop_heartbeat(self) -> None:
+        self._heartbeat_stopped = True
+        if self._heartbeat_scope is not None:
+            self._heartbeat_scope.cancel()
 
     def _close_deadline(self) -> float:
         """When closing must be over: the deadline set when closing began, or
@@ -924,7 +1011,7 @@ class WebSocketConnection:
         assert machine is not None
         deadline = self._close_deadline()
         self._writer_scope.cancel()
-        self._heartbeat_scope.cancel()
+        self._stop_heartbeat()
         with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
             # The stream has one writer at a time: wait for ours to stop.
             await self._writer_exited.wait()
@@ -955,11 +1042,11 @@ class WebSocketConnection:
                 await self._go_away()
             deadline = self._close_deadline()
             if (self._outbox or self._unsent) and not self._writer_exited.is_set():
-                self._flushed = anyio.Event()
+                self._flushed = self._waits.new_wakeup()
                 with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                     await self._flushed.wait()
             self._writer_scope.cancel()
-            self._heartbeat_scope.cancel()
+            self._stop_heartbeat()
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
                 await self._stream.aclose()
             if machine.state is not State.CLOSED or not machine.eof_received:
@@ -970,7 +1057,8 @@ class WebSocketConnection:
                 self._recv_waiter.set()
             if self._send_room is not None:
                 self._send_room.set()
-            self.logger.debug("connection closed: %s", self._closed_error())
+            if self._logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug("connection closed: %s", self._closed_error())
 
 
 class ConnectionContext:
@@ -987,11 +1075,11 @@ class ConnectionContext:
     def __init__(self, opener: Callable[[], Awaitable[WebSocketConnection]]) -> None:
         self._opener = opener
         self._connection: WebSocketConnection | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._task_group: TaskGroup | None = None
 
     async def __aenter__(self) -> WebSocketConnection:
         connection = await self._opener()
-        task_group = anyio.create_task_group()
+        task_group = create_task_group()
         await task_group.__aenter__()
         self._connection, self._task_group = connection, task_group
         connection._start(task_group)
@@ -1012,7 +1100,7 @@ class ConnectionContext:
 
 async def leave_block(
     connection: WebSocketConnection | None,
-    task_group: anyio.abc.TaskGroup,
+    task_group: TaskGroup,
     exc: BaseException | None,
 ) -> None:
     """Close ``connection`` as a block that raised ``exc`` (or None) ends, then
@@ -1044,6 +1132,10 @@ async def leave_block(
                 raise
 
 
+class _ConnectionLogger(logging.LoggerAdapter[Any]):
+    """The adapter :attr:`WebSocketConnection.logger` makes on first use."""
+
+
 def _byte_view(data: BytesLike) -> BytesLike:
     """Return ``data`` as a sequence of bytes.
 
@@ -1064,12 +1156,7 @@ def _eager_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
     direct write could overtake. On asyncio the transport owns the socket and
     may hold buffered bytes; a TLS stream must encrypt.
     """
-    if not isinstance(stream, anyio.abc.SocketStream):
-        return None
-    try:
-        if sniffio.current_async_library() != "trio":
-            return None
-    except sniffio.AsyncLibraryNotFoundError:  # pragma: no cover  # always inside a loop
+    if not isinstance(stream, anyio.abc.SocketStream) or not running_on_trio():
         return None
     sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if type(sock) is socket.socket and not sock.getblocking():

@@ -1,0 +1,175 @@
+"""The cheap waits and task groups the connection runs on (``_waits``,
+``_tasks``): the same behaviour as anyio's events and task groups, on both
+backends."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import anyio.lowlevel
+import pytest
+import trio
+import trio.testing
+
+from trio_ws._tasks import create_task_group, running_on_trio
+from trio_ws._waits import wait_functions
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_backend_is_detected(anyio_backend: tuple[str, object]) -> None:
+    assert running_on_trio() is (anyio_backend[0] == "trio")
+    waits = wait_functions()
+    if anyio_backend[0] == "trio":
+        assert waits.new_wakeup is not anyio.Event
+        assert waits.sleep_forever is trio.sleep_forever
+    else:
+        assert waits.new_wakeup is anyio.Event
+
+
+async def test_wakeup_set_before_wait_returns_at_once() -> None:
+    wakeup = wait_functions().new_wakeup()
+    assert not wakeup.is_set()
+    wakeup.set()
+    wakeup.set()  # idempotent
+    assert wakeup.is_set()
+    with anyio.fail_after(1):
+        await wakeup.wait()
+        await wakeup.wait()  # sticky
+
+
+async def test_wakeup_wakes_its_waiter() -> None:
+    wakeup = wait_functions().new_wakeup()
+    woken: list[str] = []
+
+    async def waiter() -> None:
+        await wakeup.wait()
+        woken.append("yes")
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            wakeup.set()
+    assert woken == ["yes"]
+
+
+async def test_cancelled_wait_leaves_the_wakeup_usable() -> None:
+    wakeup = wait_functions().new_wakeup()
+    with anyio.move_on_after(0.01) as scope:
+        await wakeup.wait()
+    assert scope.cancelled_caught
+    assert not wakeup.is_set()
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as tg:
+
+            async def waiter() -> None:
+                await wakeup.wait()
+
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            wakeup.set()
+
+
+async def test_wait_on_a_set_wakeup_is_still_a_checkpoint() -> None:
+    wakeup = wait_functions().new_wakeup()
+    wakeup.set()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await wakeup.wait()
+        pytest.fail("not a cancel point")  # pragma: no cover
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_trio_wakeup_refuses_a_second_waiter() -> None:
+    wakeup = wait_functions().new_wakeup()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wakeup.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(RuntimeError, match="already waiting"):
+            await wakeup.wait()
+        wakeup.set()  # let the first waiter go
+
+
+async def test_sleep_forever_ends_only_by_cancellation() -> None:
+    with anyio.move_on_after(0.01) as scope:
+        await wait_functions().sleep_forever()
+    assert scope.cancelled_caught
+
+
+async def test_wait_readable_and_its_closed_error() -> None:
+    waits = wait_functions()
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.send(b"x")
+        with anyio.fail_after(1):
+            await waits.wait_readable(a)
+        assert a.recv(1) == b"x"
+    if running_on_trio():
+        # Closed by trio while a task waits: the error is one we catch.
+        c, d = socket.socketpair()
+        with d:
+            c.setblocking(False)
+            got: list[BaseException] = []
+
+            async def reader() -> None:
+                try:
+                    await waits.wait_readable(c)
+                except waits.closed_errors as exc:
+                    got.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await trio.testing.wait_all_tasks_blocked()
+                trio.lowlevel.notify_closing(c)
+            c.close()
+            assert len(got) == 1
+
+
+async def test_task_group_runs_tasks_to_the_end() -> None:
+    done: list[int] = []
+
+    async def task(n: int) -> None:
+        await anyio.lowlevel.checkpoint()
+        done.append(n)
+
+    async with create_task_group() as tg:
+        tg.start_soon(task, 1, name="one")
+        tg.start_soon(task, 2)
+    assert sorted(done) == [1, 2]
+    with pytest.raises(RuntimeError, match="not active"):
+        tg.start_soon(task, 3)
+
+
+async def test_outside_cancellation_leaves_the_task_group_as_one_cancellation() -> None:
+    # Not an exception group: a scope outside catches it, and the code between
+    # sees the backend's cancellation exception, as with anyio's task groups.
+    seen: list[type[BaseException]] = []
+    with anyio.move_on_after(0.01) as scope:
+        try:
+            async with create_task_group() as tg:
+                tg.start_soon(anyio.sleep_forever)
+                tg.start_soon(anyio.sleep_forever)
+                await anyio.sleep_forever()
+        except BaseException as exc:
+            seen.append(type(exc))
+            raise
+    assert scope.cancelled_caught
+    assert seen == [anyio.get_cancelled_exc_class()]
+
+
+async def test_task_group_lets_other_errors_through_in_a_group() -> None:
+    async def boom() -> None:
+        raise ValueError("boom")
+
+    async def run() -> None:
+        async with create_task_group() as tg:
+            tg.start_soon(boom)
+            await anyio.sleep_forever()
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        await run()
+    assert info.group_contains(ValueError)
