@@ -518,7 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=None, help="multiply message counts")
     parser.add_argument("--conns", type=int, default=None, help="connections in C (1000)")
     parser.add_argument(
-        "--only", default="", help=f"cases whose name contains this ({MEMORY_KEY} for memory)"
+        "--only",
+        default="",
+        help=f"cases whose name contains this, or one of several, comma-separated "
+        f"({MEMORY_KEY} for memory)",
     )
     parser.add_argument("--impls", default="", help="comma-separated implementations")
     parser.add_argument("--json", metavar="PATH", help="also write every trial as JSON")
@@ -537,13 +540,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.scale = scale = args.scale or (0.05 if args.quick else 1.0)
     args.conns = conns = args.conns or (100 if args.quick else 1000)
     impls = select_impls(args.impls)
-    only = args.only.lower()
+    wanted = [part.strip() for part in args.only.lower().split(",")]
     cases = [
         case.scaled(scale, conns)
         for case in CASES
-        if only in case.key.lower() or only in case.title.lower()
+        if any(only in case.key.lower() or only in case.title.lower() for only in wanted)
     ]
-    args.with_memory = only in MEMORY_KEY.lower() or only in "c memory per idle connection"
+    args.with_memory = any(
+        only in MEMORY_KEY.lower() or only in "c memory per idle connection" for only in wanted
+    )
     if not cases and not args.with_memory:
         parser.error(f"no case name contains {args.only!r}")
 

@@ -6,7 +6,9 @@ does that through three layers on trio (anyio's event, trio's event, its
 parking lot), each with an object and a coroutine frame of its own, and a
 connection keeps several such waits parked for as long as it is idle. A
 :class:`Wakeup` is the one-waiter case done with trio's low-level API: one
-object of two slots, one frame. On other backends it is ``anyio.Event``.
+object of two slots, one frame. On asyncio it is a future, made only when
+somebody waits, where ``anyio.Event`` makes an ``asyncio.Event`` (with its
+queue of waiters) through a lookup of the running backend every time.
 
 Semantics are those of ``anyio.Event`` for a single waiting task: ``set()``
 is sticky and idempotent, ``wait()`` returns at once (after a checkpoint)
@@ -15,9 +17,11 @@ once set, and a cancelled ``wait()`` leaves the wakeup as it was.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import anyio
+import anyio.lowlevel
 
 from ._tasks import running_on_trio
 
@@ -51,13 +55,18 @@ class Waits(NamedTuple):
     wait_readable: Callable[[socket.socket], Awaitable[None]]
     #: What ``wait_readable`` raises if the socket is closed meanwhile.
     closed_errors: tuple[type[Exception], ...]
+    #: The checkpoint of a call that did not have to wait: a cancel point,
+    #: and a schedule point (on asyncio: one call in ``ASYNCIO_YIELD_EVERY``).
+    checkpoint: Callable[[], Awaitable[None]]
+    #: A cancel point only.
+    checkpoint_if_cancelled: Callable[[], Awaitable[None]]
 
 
 def wait_functions() -> Waits:
     """The waits of the running backend."""
     global _lowlevel, _trio_waits
     if not running_on_trio():
-        return _ANYIO_WAITS
+        return _ASYNCIO_WAITS if _on_asyncio() else _ANYIO_WAITS
     if _trio_waits is None:
         import trio
         import trio.lowlevel
@@ -68,12 +77,85 @@ def wait_functions() -> Waits:
             trio.sleep_forever,
             trio.lowlevel.wait_readable,
             (trio.ClosedResourceError, anyio.ClosedResourceError),
+            trio.lowlevel.checkpoint,
+            trio.lowlevel.checkpoint_if_cancelled,
         )
     return _trio_waits
 
 
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover  # another backend of anyio's
+        return False
+    return True
+
+
+class _AsyncioWakeup:
+    __slots__ = ("_flag", "_future")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._future: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def wait(self) -> None:
+        if self._flag:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._future is not None:
+            raise RuntimeError("another task is already waiting for this wakeup")
+        self._future = future = asyncio.get_running_loop().create_future()
+        try:
+            await future
+        finally:
+            self._future = None
+
+
+#: On asyncio, how many calls that need not wait share one schedule point.
+#: asyncio's own streams, and the libraries built on them, yield only when
+#: they must wait, and a pass through the event loop per message costs more
+#: than the rest of the message; never yielding, though, would let a task
+#: that sends (or receives) as fast as the socket takes it starve the others.
+ASYNCIO_YIELD_EVERY = 32
+
+_asyncio_calls = 0
+
+
+async def _asyncio_checkpoint() -> None:
+    global _asyncio_calls
+    _asyncio_calls += 1
+    if _asyncio_calls % ASYNCIO_YIELD_EVERY:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+    else:
+        await anyio.lowlevel.checkpoint()
+
+
+_ASYNCIO_WAITS = Waits(
+    _AsyncioWakeup,
+    anyio.sleep_forever,
+    anyio.wait_readable,
+    (anyio.ClosedResourceError,),
+    _asyncio_checkpoint,
+    anyio.lowlevel.checkpoint_if_cancelled,
+)
 _ANYIO_WAITS = Waits(
-    anyio.Event, anyio.sleep_forever, anyio.wait_readable, (anyio.ClosedResourceError,)
+    anyio.Event,
+    anyio.sleep_forever,
+    anyio.wait_readable,
+    (anyio.ClosedResourceError,),
+    anyio.lowlevel.checkpoint,
+    anyio.lowlevel.checkpoint_if_cancelled,
 )
 _trio_waits: Waits | None = None
 

@@ -40,6 +40,7 @@ timers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -157,6 +158,7 @@ class WebSocketConnection:
         "_closed",
         "_closing_deadline",
         "_eager_socket",
+        "_eager_write",
         "_flushed",
         "_fragment_done",
         "_fragmenting",
@@ -268,6 +270,7 @@ class WebSocketConnection:
         self._heartbeat_scope: anyio.CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
         self._eager_socket: socket.socket | None = None
+        self._eager_write: Callable[[bytes], int] | None = None
         self._writer_exited = self._waits.new_wakeup()
         self._write_interrupted = False  # the writer died in the middle of a write
         self._closing_deadline = math.inf
@@ -402,7 +405,8 @@ class WebSocketConnection:
 
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
-        self._eager_socket = _eager_socket(self._stream)
+        self._eager_socket = sock = _eager_socket(self._stream)
+        self._eager_write = sock.send if sock is not None else _eager_transport_write(self._stream)
         # Constant names: a name per connection would cost a string per task.
         task_group.start_soon(self._reader, name="trio_ws reader")
         task_group.start_soon(self._writer, name="trio_ws writer")
@@ -433,9 +437,9 @@ class WebSocketConnection:
         # taken: a cancellation can never strand a message that was popped.
         # When we must wait anyway, the wait is the schedule point.
         if self._messages:
-            await anyio.lowlevel.checkpoint()
+            await self._waits.checkpoint()
         else:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            await self._waits.checkpoint_if_cancelled()
         messages = self._messages
         if not messages:
             self._recv_busy = True
@@ -576,7 +580,7 @@ class WebSocketConnection:
 
         Raises ConnectionClosed if the connection is closing.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._waits.checkpoint()
         while True:
             machine = self._machine
             if (
@@ -614,9 +618,9 @@ class WebSocketConnection:
         if not data:
             return
         wakeup = self._writer_wakeup
-        if wakeup is not None and self._eager_socket is not None and not self._outbox:
+        if wakeup is not None and self._eager_write is not None and not self._outbox:
             try:
-                sent = self._eager_socket.send(data)
+                sent = self._eager_write(data)
             except OSError:  # would block, or broken: the writer finds out
                 sent = 0
             if sent == len(data):
@@ -642,7 +646,7 @@ class WebSocketConnection:
             Safe; the ping was sent or not, and a waiter is only returned if
             it was.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._waits.checkpoint()
         machine = self._machine
         if machine is None or machine.state is not State.OPEN or self._closed.is_set():
             raise self._closed_error()
@@ -667,7 +671,7 @@ class WebSocketConnection:
         Cancellation:
             Safe; the pong was queued or not.
         """
-        await anyio.lowlevel.checkpoint()
+        await self._waits.checkpoint()
         machine = self._machine
         if machine is None or machine.state is not State.OPEN or self._closed.is_set():
             raise self._closed_error()
@@ -823,7 +827,7 @@ class WebSocketConnection:
                     if drained:
                         await wait_readable(sock)
                     else:
-                        await anyio.lowlevel.checkpoint()
+                        await self._waits.checkpoint()
                     data = sock.recv(RECEIVE_SIZE)
                 except BlockingIOError:
                     drained = True
@@ -922,7 +926,7 @@ class WebSocketConnection:
                         continue
                     # A writer cancelled before it starts must leave the outbox
                     # whole, for _go_away() to send.
-                    await anyio.lowlevel.checkpoint_if_cancelled()
+                    await self._waits.checkpoint_if_cancelled()
                     self._outbox = []
                     data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
                     self._write_interrupted = True
@@ -1162,6 +1166,34 @@ def _eager_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
     if type(sock) is socket.socket and not sock.getblocking():
         return sock
     return None
+
+
+def _eager_transport_write(stream: anyio.abc.ByteStream) -> Callable[[bytes], int] | None:
+    """On asyncio, a function that writes to the transport under anyio's
+    socket stream directly, if that is safe now, and says how much it took.
+
+    The transport is what anyio's ``send()`` writes to, minus a task switch
+    and two checkpoints. Safe only while nothing is buffered in it (anyio
+    sets its high-water mark to 0, so then writing is not paused either):
+    what we write then goes out first, and if it does not all go out at
+    once, the transport pauses and the writer task's next ``send()`` waits
+    for it to drain, before writing anything more, and before closing.
+    """
+    transport = getattr(stream, "_transport", None)
+    if (
+        type(stream).__module__ != "anyio._backends._asyncio"
+        or not isinstance(transport, asyncio.Transport)
+        or not callable(getattr(transport, "get_write_buffer_size", None))
+    ):
+        return None
+
+    def write(data: bytes) -> int:
+        if transport.get_write_buffer_size() or transport.is_closing():
+            return 0
+        transport.write(data)
+        return len(data)
+
+    return write
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:

@@ -1,0 +1,165 @@
+"""The connection's fast paths over real sockets, on both backends: direct
+socket reads and writes on trio, direct transport writes on asyncio, shared
+schedule points on asyncio. Whatever path a frame takes, what arrives is
+what was sent, in order, and a busy connection never starves other tasks."""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+import trustme
+
+import trio_ws
+from trio_ws import WebSocketConnection, WebSocketServer
+from trio_ws._waits import ASYNCIO_YIELD_EVERY
+
+pytestmark = pytest.mark.anyio
+
+
+async def echo(ws: WebSocketConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+@asynccontextmanager
+async def serving(handler: Any = echo, **options: Any) -> AsyncIterator[WebSocketServer]:
+    async with anyio.create_task_group() as task_group:
+        serve = functools.partial(trio_ws.serve_websocket, handler, "127.0.0.1", 0, **options)
+        server: WebSocketServer = await task_group.start(serve)
+        try:
+            yield server
+        finally:
+            task_group.cancel_scope.cancel()
+
+
+async def test_plain_tcp_connections_take_the_fast_paths(anyio_backend: tuple[str, Any]) -> None:
+    seen: list[WebSocketConnection] = []
+
+    async def handler(ws: WebSocketConnection) -> None:
+        seen.append(ws)
+        await echo(ws)
+
+    with anyio.fail_after(10):
+        async with (
+            serving(handler) as server,
+            trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            for connection in (ws, seen[0]):
+                assert connection._eager_write is not None
+                # Direct reads only where anyio's stream is a bare socket.
+                has_socket = connection._eager_socket is not None
+                assert has_socket is (anyio_backend[0] == "trio")
+
+
+async def test_tls_connections_take_the_stream(ca: trustme.CA) -> None:
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+    client_ssl = ssl.create_default_context()
+    ca.configure_trust(client_ssl)
+    with anyio.fail_after(10):
+        async with serving(ssl=server_ssl) as server:
+            url = f"wss://127.0.0.1:{server.port}/"
+            async with trio_ws.open_websocket_url(url, ssl=client_ssl) as ws:
+                assert ws._eager_write is None
+                assert ws._eager_socket is None
+                await ws.send(b"x" * 100_000)
+                assert await ws.recv() == b"x" * 100_000
+
+
+@pytest.mark.parametrize("reader_delay", [0.0, 0.001])
+async def test_mixed_sizes_arrive_whole_and_in_order(reader_delay: float) -> None:
+    # Small frames go out directly; a large one does not fit in the socket
+    # buffer at once, so what is left of it, and every frame after it, must go
+    # through the writer, behind it. A slow reader makes that happen often.
+    sizes = [16, 1, 70_000, 5, 1 << 20, 300, 0, 65_536, 17, 2_000_000, 3]
+    messages = [os.urandom(n) for n in sizes * 3]
+    received: list[bytes | str] = []
+
+    async def handler(ws: WebSocketConnection) -> None:
+        for _ in messages:
+            received.append(await ws.recv())
+            await anyio.sleep(reader_delay)
+        await ws.send("done")
+
+    with anyio.fail_after(30):
+        async with serving(handler, max_size=None) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with trio_ws.open_websocket_url(url, max_size=None) as ws:
+                for message in messages:
+                    await ws.send(message)
+                assert await ws.recv() == "done"
+    assert received == messages
+
+
+async def test_a_busy_sender_lets_other_tasks_run() -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async def sink(ws: WebSocketConnection) -> None:
+        async for _ in ws:
+            pass
+
+    sends = ASYNCIO_YIELD_EVERY * 20
+    with anyio.fail_after(30):
+        async with serving(sink) as server, anyio.create_task_group() as task_group:
+            async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
+                task_group.start_soon(ticker)
+                await anyio.lowlevel.checkpoint()
+                before = ticks
+                for _ in range(sends):
+                    await ws.send(b"x")
+                during = ticks - before
+            task_group.cancel_scope.cancel()
+    # At least one schedule point per ASYNCIO_YIELD_EVERY sends (every send
+    # on trio): the ticker ran in between.
+    assert during >= sends // ASYNCIO_YIELD_EVERY - 1
+
+
+async def test_a_busy_receiver_lets_other_tasks_run() -> None:
+    ticks = 0
+    count = ASYNCIO_YIELD_EVERY * 20
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async def flood(ws: WebSocketConnection) -> None:
+        for _ in range(count):
+            await ws.send(b"y")
+        await ws.wait_closed()
+
+    with anyio.fail_after(30):
+        async with serving(flood, max_queue=None) as server, anyio.create_task_group() as tg:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with trio_ws.open_websocket_url(url, max_queue=None) as ws:
+                # Let the messages pile up, then take them all at full speed.
+                with anyio.move_on_after(0.5):
+                    while ws._messages is None or len(ws._messages) < count:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                assert ws._messages is not None
+                assert len(ws._messages) == count
+                tg.start_soon(ticker)
+                await anyio.lowlevel.checkpoint()
+                before = ticks
+                for _ in range(count):
+                    assert await ws.recv() == b"y"
+                during = ticks - before
+            tg.cancel_scope.cancel()
+    assert during >= count // ASYNCIO_YIELD_EVERY - 1
