@@ -163,3 +163,56 @@ async def test_a_busy_receiver_lets_other_tasks_run() -> None:
                 during = ticks - before
             tg.cancel_scope.cancel()
     assert during >= count // ASYNCIO_YIELD_EVERY - 1
+
+
+class CountingConnection(WebSocketConnection):
+    """Counts the system calls that write frames: direct writes from send(),
+    and the writer's."""
+
+    writes = 0
+
+    def _start(self, task_group: Any) -> None:
+        super()._start(task_group)
+        direct = self._eager_write
+        assert direct is not None
+
+        def counted(data: bytes) -> int:
+            CountingConnection.writes += 1
+            return direct(data)
+
+        self._eager_write = counted
+
+    async def _send_all(self, sock: Any, data: bytes) -> None:
+        CountingConnection.writes += 1
+        await super()._send_all(sock, data)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_a_stream_of_small_messages_is_gathered_into_fewer_writes() -> None:
+    count = 2000
+    received: list[bytes | str] = []
+
+    async def sink(ws: WebSocketConnection) -> None:
+        async for message in ws:
+            received.append(message)
+            if len(received) == count:
+                await ws.send("got them")
+
+    CountingConnection.writes = 0
+    with anyio.fail_after(30):
+        async with (
+            serving(sink) as server,
+            trio_ws.open_websocket_url(
+                f"ws://127.0.0.1:{server.port}/", create_connection=CountingConnection
+            ) as ws,
+        ):
+            for i in range(count):
+                await ws.send(i.to_bytes(4, "big"))
+            writes = CountingConnection.writes
+            assert await ws.recv() == "got them"
+            # Once the sender stops and waits, the next message is direct again.
+            before = CountingConnection.writes
+            await ws.send(b"ping")
+            assert CountingConnection.writes == before + 1
+    assert received[:count] == [i.to_bytes(4, "big") for i in range(count)]
+    assert writes < count / 2, writes

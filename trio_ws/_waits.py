@@ -60,6 +60,10 @@ class Waits(NamedTuple):
     checkpoint: Callable[[], Awaitable[None]]
     #: A cancel point only.
     checkpoint_if_cancelled: Callable[[], Awaitable[None]]
+    #: A schedule point only.
+    cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
+    #: Waits until a socket that no stream writes to is writable.
+    wait_writable: Callable[[socket.socket], Awaitable[None]]
 
 
 def wait_functions() -> Waits:
@@ -79,6 +83,8 @@ def wait_functions() -> Waits:
             (trio.ClosedResourceError, anyio.ClosedResourceError),
             trio.lowlevel.checkpoint,
             trio.lowlevel.checkpoint_if_cancelled,
+            trio.lowlevel.cancel_shielded_checkpoint,
+            trio.lowlevel.wait_writable,
         )
     return _trio_waits
 
@@ -148,6 +154,8 @@ _ASYNCIO_WAITS = Waits(
     (anyio.ClosedResourceError,),
     _asyncio_checkpoint,
     anyio.lowlevel.checkpoint_if_cancelled,
+    anyio.lowlevel.cancel_shielded_checkpoint,
+    anyio.wait_writable,
 )
 _ANYIO_WAITS = Waits(
     anyio.Event,
@@ -156,6 +164,8 @@ _ANYIO_WAITS = Waits(
     (anyio.ClosedResourceError,),
     anyio.lowlevel.checkpoint,
     anyio.lowlevel.checkpoint_if_cancelled,
+    anyio.lowlevel.cancel_shielded_checkpoint,
+    anyio.wait_writable,
 )
 _trio_waits: Waits | None = None
 

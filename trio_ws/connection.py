@@ -179,6 +179,7 @@ class WebSocketConnection:
         "_resume_at",
         "_send_room",
         "_stream",
+        "_streaming",
         "_transport_error",
         "_unsent",
         "_waits",
@@ -258,6 +259,10 @@ class WebSocketConnection:
         self._recv_busy = False
         self._reader_resume: Wakeup | None = None
         self._outbox: list[bytes] = []
+        # Set by a direct write, cleared by a wait for input: while it is set,
+        # the sender is sending again before anything came back, a stream of
+        # messages, and the writer gathers them into fewer, larger writes.
+        self._streaming = False
         self._unsent = 0  # bytes in the outbox or being written
         self._writer_wakeup: Wakeup | None = None
         self._send_room: anyio.Event | None = None  # set when _unsent drops
@@ -448,6 +453,7 @@ class WebSocketConnection:
                     if self._no_more_messages():
                         raise self._closed_error()
                     self._recv_waiter = waiter = self._waits.new_wakeup()
+                    self._streaming = False
                     await waiter.wait()
                     messages = self._messages
             finally:
@@ -618,12 +624,18 @@ class WebSocketConnection:
         if not data:
             return
         wakeup = self._writer_wakeup
-        if wakeup is not None and self._eager_write is not None and not self._outbox:
+        if (
+            wakeup is not None
+            and self._eager_write is not None
+            and not self._outbox
+            and not self._streaming
+        ):
             try:
                 sent = self._eager_write(data)
             except OSError:  # would block, or broken: the writer finds out
                 sent = 0
             if sent == len(data):
+                self._streaming = True
                 return
             data = data[sent:]
         self._outbox.append(data)
@@ -913,6 +925,13 @@ class WebSocketConnection:
 
     async def _writer(self) -> None:
         stream = self._stream
+        sock = self._eager_socket
+        write_errors: tuple[type[Exception], ...] = (
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+            *self._waits.closed_errors,
+        )
         try:
             with self._writer_scope:
                 while True:
@@ -924,15 +943,21 @@ class WebSocketConnection:
                         await wakeup.wait()
                         self._writer_wakeup = None
                         continue
+                    if self._streaming:
+                        await self._gather()
                     # A writer cancelled before it starts must leave the outbox
                     # whole, for _go_away() to send.
                     await self._waits.checkpoint_if_cancelled()
+                    outbox = self._outbox
                     self._outbox = []
                     data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
                     self._write_interrupted = True
                     try:
-                        await stream.send(data)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                        if sock is None:
+                            await stream.send(data)
+                        else:
+                            await self._send_all(sock, data)
+                    except write_errors as exc:
                         self._connection_lost(exc)
                         self._after_state_change()
                         return
@@ -951,6 +976,41 @@ class WebSocketConnection:
             if self._send_room is not None:
                 self._send_room.set()
             self._writer_exited.set()
+
+    async def _gather(self) -> None:
+        """Give a sender that keeps sending a few passes of the scheduler to
+        queue more before the writer writes: one system call for many small
+        frames. Stop once enough is queued, or once two passes in a row added
+        nothing: the sender paused (the scheduler runs the two of us in either
+        order, so one empty pass proves little), and gets direct writes again.
+        """
+        outbox = self._outbox
+        queued = len(outbox)
+        idle_passes = 0
+        for _ in range(_GATHER_PASSES):
+            if self._unsent >= _GATHER_BYTES or outbox is not self._outbox:
+                return
+            await self._waits.cancel_shielded_checkpoint()
+            if len(outbox) == queued:
+                idle_passes += 1
+                if idle_passes == 2:
+                    self._streaming = False
+                    return
+            else:
+                queued = len(outbox)
+                idle_passes = 0
+
+    async def _send_all(self, sock: socket.socket, data: bytes) -> None:
+        """Write ``data`` to ``sock`` as trio's ``send_all`` would, without
+        its layers (trio only, where ``sock`` is the stream's own socket)."""
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                await self._waits.wait_writable(sock)
+                continue
+            view = view[sent:]
 
     async def _heartbeat(self) -> None:
         # Each wait runs in a cancel scope of its own whose deadline is the
@@ -1138,6 +1198,12 @@ async def leave_block(
 
 class _ConnectionLogger(logging.LoggerAdapter[Any]):
     """The adapter :attr:`WebSocketConnection.logger` makes on first use."""
+
+
+#: How many scheduler passes, at most, the writer waits for a streaming
+#: sender to queue more frames, and how many bytes are enough to write at once.
+_GATHER_PASSES = 16
+_GATHER_BYTES = 2**14
 
 
 def _byte_view(data: BytesLike) -> BytesLike:
