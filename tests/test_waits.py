@@ -24,7 +24,7 @@ async def test_backend_is_detected(anyio_backend: tuple[str, object]) -> None:
     assert wait_functions() is waits  # chosen once per backend
     assert waits.new_wakeup is not anyio.Event
     if anyio_backend[0] == "trio":
-        assert waits.sleep_forever is trio.sleep_forever
+        assert waits.sleep_forever is not anyio.sleep_forever
 
 
 async def test_wakeup_set_before_wait_returns_at_once() -> None:
@@ -83,8 +83,12 @@ async def test_wait_on_a_set_wakeup_is_still_a_checkpoint() -> None:
 
 async def test_wakeup_refuses_a_second_waiter() -> None:
     wakeup = wait_functions().new_wakeup()
+
+    async def waiter() -> None:
+        await wakeup.wait()
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(wakeup.wait)
+        tg.start_soon(waiter)
         await anyio.wait_all_tasks_blocked()
         with pytest.raises(RuntimeError, match="already waiting"):
             await wakeup.wait()

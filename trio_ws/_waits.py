@@ -41,7 +41,7 @@ class Wakeup(Protocol):
 
     def set(self) -> None: ...
 
-    async def wait(self) -> Any: ...
+    def wait(self) -> Awaitable[Any]: ...
 
 
 class Waits(NamedTuple):
@@ -78,7 +78,7 @@ def wait_functions() -> Waits:
         _lowlevel = trio.lowlevel
         _trio_waits = Waits(
             _TrioWakeup,
-            trio.sleep_forever,
+            _trio_sleep_forever,
             trio.lowlevel.wait_readable,
             (trio.ClosedResourceError, anyio.ClosedResourceError),
             trio.lowlevel.checkpoint,
@@ -192,15 +192,26 @@ class _TrioWakeup:
             self._task = None
             _lowlevel.reschedule(task)
 
-    async def wait(self) -> None:
+    # Not a coroutine function: it returns trio's awaitable itself, so a task
+    # parked here holds one coroutine frame less. It takes the calling task as
+    # the waiter: call it where you await it (``await wakeup.wait()``).
+    def wait(self) -> Awaitable[None]:
         if self._flag:
-            await _lowlevel.checkpoint()
-            return
+            return _lowlevel.checkpoint()  # type: ignore[no-any-return]
         if self._task is not None:
             raise RuntimeError("another task is already waiting for this wakeup")
         self._task = _lowlevel.current_task()
-        await _lowlevel.wait_task_rescheduled(self._abort)
+        return _lowlevel.wait_task_rescheduled(self._abort)  # type: ignore[no-any-return]
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         self._task = None
         return _lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
+
+
+def _trio_sleep_forever() -> Awaitable[object]:
+    """``trio.sleep_forever()`` minus its own coroutine frame."""
+    return _lowlevel.wait_task_rescheduled(_abort_sleep)  # type: ignore[no-any-return]
+
+
+def _abort_sleep(_: object) -> trio.lowlevel.Abort:
+    return _lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
