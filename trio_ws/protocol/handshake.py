@@ -36,11 +36,15 @@ current state (accepting a request that is not a valid upgrade, sending two
 responses) raises :class:`~trio_ws.exceptions.ProtocolError` at once, and bad
 arguments raise :class:`ValueError`.
 
-h11 parses both directions and serializes the client's request. The server
-serializes its responses itself: a rejection may answer a request that h11
-refused (garbage, an oversized head), after which h11's connection is in its
-ERROR state and can send nothing, and one serializer for every response keeps
-a single code path.
+h11 parses both directions and serializes the client's request, with one
+shortcut each way for the common case: a plain upgrade request, a plain 101
+and a request with no unusual field are read or written by :mod:`.http`
+instead, in exactly the form h11 would give them (the tests compare the two),
+and h11 gets every head the shortcut declines, from its first byte. The
+server serializes its responses itself: a rejection may answer a request that
+h11 refused (garbage, an oversized head), after which h11's connection is in
+its ERROR state and can send nothing, and one serializer for every response
+keeps a single code path.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import re
 import secrets
 import sys
 from typing import TYPE_CHECKING
@@ -74,8 +79,11 @@ from .http import (
     HeadersLike,
     Request,
     Response,
+    head_may_follow,
     make_response,
     non_empty,
+    parse_switching_response,
+    parse_upgrade_request,
     serialize_response,
     split_list,
 )
@@ -121,14 +129,26 @@ _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 _DEFAULT_MAX_HEADER_SIZE = 16384
 
+# A request-target h11 accepts (RFC 9112 §3.2: visible ASCII).
+_PLAIN_TARGET_RE = re.compile(r"[\x21-\x7e]+")
+# Request fields h11 checks beyond their syntax: one Host, and the framing.
+_H11_CHECKED_FIELDS = frozenset({"host", "content-length", "transfer-encoding"})
 
-def _require_token(headers: Headers, name: str, token: str) -> None:
-    """Raise InvalidHeader unless the list header ``name`` contains ``token``."""
-    values = headers.get_all(name)
+
+def _require_token(fields: dict[str, list[str]], name: str, token: str) -> None:
+    """Raise InvalidHeader unless the list header ``name`` contains ``token``.
+
+    ``fields`` maps lower-case names to their values (``Headers._grouped()``).
+    """
+    values = fields.get(name.lower())
     if not values:
         raise InvalidHeader(name)
-    if token not in (item.lower() for item in split_list(values)):
-        raise InvalidHeader(name, ", ".join(values), f"expected {token!r}")
+    # The items of split_list(values), looked at one by one.
+    for value in values:
+        for item in value.split(","):
+            if item.strip().lower() == token:
+                return
+    raise InvalidHeader(name, ", ".join(values), f"expected {token!r}")
 
 
 def generate_key() -> str:
@@ -240,20 +260,26 @@ class ClientHandshake:
 
         headers = Headers()
         headers.add("Host", host)
-        headers.add("Upgrade", "websocket")
-        headers.add("Connection", "Upgrade")
-        headers.add("Sec-WebSocket-Key", key)
-        headers.add("Sec-WebSocket-Version", "13")
+        # Valid by construction: constants, and a key checked above.
+        headers._items += [
+            ("upgrade", "Upgrade", "websocket"),
+            ("connection", "Connection", "Upgrade"),
+            ("sec-websocket-key", "Sec-WebSocket-Key", key),
+            ("sec-websocket-version", "Sec-WebSocket-Version", "13"),
+        ]
         if origin is not None:
             headers.add("Origin", origin)
         if subprotocols:
             headers.add("Sec-WebSocket-Protocol", ", ".join(subprotocols))
         if compression is not None:
             headers.add("Sec-WebSocket-Extensions", client_offer(compression))
-        if user_agent is not None:
+        if user_agent is USER_AGENT:
+            headers._items.append(("user-agent", "User-Agent", USER_AGENT))
+        elif user_agent is not None:
             headers.add("User-Agent", user_agent)
-        for name, value in Headers(additional_headers).items():
-            headers.add(name, value)
+        if additional_headers:
+            for name, value in Headers(additional_headers).items():
+                headers.add(name, value)
 
         #: What we send.
         self.request: Request = Request(resource, headers)
@@ -280,19 +306,53 @@ class ClientHandshake:
         # A refusal whose body we are reading, and that body so far.
         self._refusal: Response | None = None
         self._body = bytearray()
+        self._max_header_size = max_header_size
+        # The start of a response head, while it may still be a plain 101.
+        self._buffer = b""
+        self._target = target
+        # The request h11 would serialize, kept in case it has to read the
+        # response (see receive_data).
+        self._fields = list(headers._items)
+        self._conn: h11.Connection | None = None
+        checked = [lower for lower, _, _ in self._fields if lower in _H11_CHECKED_FIELDS]
+        if checked == ["host"] and _PLAIN_TARGET_RE.fullmatch(resource):
+            # What h11 would write, byte for byte (Host comes first, as it
+            # puts it), without an h11 connection: a plain 101 needs none.
+            self._outgoing = "".join(
+                [
+                    f"GET {resource} HTTP/1.1\r\n",
+                    *[f"{name}: {value}\r\n" for _, name, value in self._fields],
+                    "\r\n",
+                ]
+            ).encode("latin-1")
+        else:
+            # h11 checks the rest: the target's characters, framing fields
+            # and a second Host, with its own error messages.
+            self._outgoing = self._h11_connection(resource)
 
-        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=max_header_size)
+    def _h11_connection(self, resource: str) -> bytes:
+        """Hand the request to a new h11 connection; return its bytes.
+
+        h11 then waits for the response. Raises ValueError if h11 refuses
+        the request.
+        """
+        self._conn = conn = h11.Connection(
+            h11.CLIENT, max_incomplete_event_size=self._max_header_size
+        )
+        fields = [
+            (name.encode("latin-1"), value.encode("latin-1")) for _, name, value in self._fields
+        ]
         try:
-            request_bytes = self._conn.send(
-                h11.Request(method=b"GET", target=target, headers=headers.raw_items())
+            request_bytes = conn.send(
+                h11.Request(method=b"GET", target=self._target, headers=fields)
             )
         except h11.LocalProtocolError as exc:
             raise ValueError(f"invalid resource {resource!r}: {exc}") from None
         # A request without Content-Length has an empty body (RFC 9112 §6.3),
         # so EndOfMessage serializes to nothing; sending it moves h11 on to
         # waiting for the response.
-        self._conn.send(h11.EndOfMessage())
-        self._outgoing = request_bytes or b""
+        conn.send(h11.EndOfMessage())
+        return request_bytes or b""
 
     def data_to_send(self) -> bytes:
         """Return the bytes to write: the whole request the first time, then b""."""
@@ -313,7 +373,27 @@ class ClientHandshake:
         if not data:
             return
         self._received += len(data)
-        self._conn.receive_data(data)
+        conn = self._conn
+        if conn is None:
+            # Most servers answer with a plain 101 in one read: parse that
+            # ourselves, and hand anything else to h11, which reads it as if
+            # it had had every byte from the start.
+            buffer = self._buffer + data if self._buffer else bytes(data)
+            parsed = parse_switching_response(buffer)
+            if parsed is not None:
+                self._buffer = b""
+                response, length = parsed
+                self._switch(response, buffer[length:])
+                return
+            if head_may_follow(buffer, self._max_header_size):
+                self._buffer = buffer
+                return
+            self._buffer = b""
+            self._h11_connection(self.request.path)
+            conn = self._conn
+            assert conn is not None
+            data = buffer
+        conn.receive_data(data)
         self._process()
 
     def receive_eof(self) -> None:
@@ -331,18 +411,22 @@ class ClientHandshake:
                 message = "connection closed before the server sent an HTTP response"
             self._fail(InvalidHandshake(message))
             return
+        # A refusal was read by h11.
+        assert self._conn is not None
         self._conn.receive_data(b"")
         self._process()
 
     def _process(self) -> None:
+        conn = self._conn
+        assert conn is not None
         try:
             while True:
-                event = self._conn.next_event()
+                event = conn.next_event()
                 if event is h11.NEED_DATA:
                     return
                 if isinstance(event, h11.InformationalResponse):
                     if event.status_code == 101:
-                        self._switch(event)
+                        self._switch(_response_from_h11(event), conn.trailing_data[0])
                         return
                     # RFC 9110 §15.2: a client must skip interim responses
                     # (100 Continue, 103 Early Hints) it did not ask for.
@@ -379,11 +463,11 @@ class ClientHandshake:
         self.response = response
         self._fail(InvalidStatus(response))
 
-    def _switch(self, event: h11.InformationalResponse) -> None:
-        self.response = response = _response_from_h11(event)
-        self.trailing_data = self._conn.trailing_data[0]
+    def _switch(self, response: Response, trailing_data: bytes) -> None:
+        self.response = response
+        self.trailing_data = trailing_data
         try:
-            subprotocol, extension = self._check(response.headers)
+            subprotocol, extension = self._check(response.headers._grouped())
         except InvalidHandshake as exc:
             self._fail(exc)
             return
@@ -392,12 +476,12 @@ class ClientHandshake:
         self.accepted = True
         self.complete = True
 
-    def _check(self, headers: Headers) -> tuple[str | None, PerMessageDeflate | None]:
+    def _check(self, fields: dict[str, list[str]]) -> tuple[str | None, PerMessageDeflate | None]:
         """Validate a 101 response (RFC 6455 §4.1, "the client MUST validate")."""
-        _require_token(headers, "Upgrade", "websocket")
-        _require_token(headers, "Connection", "upgrade")
+        _require_token(fields, "Upgrade", "websocket")
+        _require_token(fields, "Connection", "upgrade")
 
-        accepts = headers.get_all("Sec-WebSocket-Accept")
+        accepts = fields.get("sec-websocket-accept")
         if not accepts:
             raise InvalidHeader("Sec-WebSocket-Accept")
         if len(accepts) > 1:
@@ -406,7 +490,7 @@ class ClientHandshake:
             raise InvalidHeader("Sec-WebSocket-Accept", accepts[0], "does not match the key")
 
         subprotocol = None
-        protocol_values = headers.get_all("Sec-WebSocket-Protocol")
+        protocol_values = fields.get("sec-websocket-protocol")
         if protocol_values:
             chosen = split_list(protocol_values)
             if len(chosen) != 1:
@@ -422,7 +506,7 @@ class ClientHandshake:
                 )
 
         extension = None
-        extension_values = non_empty(headers.get_all("Sec-WebSocket-Extensions"))
+        extension_values = non_empty(fields.get("sec-websocket-extensions", ()))
         if extension_values:
             if self._compression is None:
                 # RFC 6455 §9.1: the server may only use extensions we offered.
@@ -486,13 +570,16 @@ class ServerHandshake:
         self.subprotocol: str | None = None
 
         self._max_header_size = max_header_size
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        # h11 reads the head only when it is not a plain upgrade request (see
+        # receive_data); until then, what has arrived of it.
+        self._conn: h11.Connection | None = None
+        self._buffer = b""
         self._received = 0
         self._head_done = False  # the request head arrived, or reading it failed
         self._key: str | None = None  # set once the request is a valid upgrade
         self._extension_offers: list[str] = []
         self._sent = False
-        self._outgoing = bytearray()
+        self._outgoing = b""
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the client; then look at :attr:`request` and :attr:`error`.
@@ -508,9 +595,30 @@ class ServerHandshake:
         if not data:
             return
         self._received += len(data)
-        self._conn.receive_data(data)
+        conn = self._conn
+        if conn is None:
+            # Most clients send a plain upgrade request in one write: parse
+            # that ourselves, and hand anything else to h11, which reads it as
+            # if it had had every byte from the start.
+            buffer = self._buffer + data if self._buffer else bytes(data)
+            parsed = parse_upgrade_request(buffer)
+            if parsed is not None:
+                self._buffer = b""
+                target, headers, length = parsed
+                self._head_done = True
+                self._head_received(Request(target, headers), "1.1", buffer[length:])
+                return
+            if head_may_follow(buffer, self._max_header_size):
+                self._buffer = buffer
+                return
+            self._buffer = b""
+            self._conn = conn = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self._max_header_size
+            )
+            data = buffer
+        conn.receive_data(data)
         try:
-            event = self._conn.next_event()
+            event = conn.next_event()
         except h11.RemoteProtocolError as exc:
             self._head_done = True
             if exc.error_status_hint == 431:
@@ -525,53 +633,58 @@ class ServerHandshake:
         if not isinstance(event, h11.Request):
             return
         self._head_done = True
-        after_head = self._conn.trailing_data[0]
-        headers = Headers._from_wire(event.headers.raw_items())
-        self.request = Request(
-            event.target.decode("latin-1"), headers, event.method.decode("latin-1")
+        request = Request(
+            event.target.decode("latin-1"),
+            Headers._from_wire(event.headers.raw_items()),
+            event.method.decode("latin-1"),
         )
-        self.client_subprotocols = split_list(headers.get_all("Sec-WebSocket-Protocol"))
+        self._head_received(request, event.http_version.decode(), conn.trailing_data[0])
+
+    def _head_received(self, request: Request, http_version: str, after_head: bytes) -> None:
+        """Decide on a complete request head: a valid upgrade, or an error."""
+        self.request = request
+        # Every check below looks fields up here, in one pass over the head.
+        fields = request.headers._grouped()
+        self.client_subprotocols = split_list(fields.get("sec-websocket-protocol", ()))
         # Checked here as well as by h11: h11 only bounds a head that arrives
         # in pieces, and the limit should not depend on how reads split.
         if self._received - len(after_head) > self._max_header_size:
             self._reject(431, self._too_large())
             return
-        if event.method != b"GET":
+        if request.method != "GET":
             # RFC 6455 §4.2.1: the handshake is a GET. 405 rather than 400: the
             # request is fine, this URL just does not do that.
-            method = event.method.decode("latin-1")
-            error = InvalidHandshake(f"unsupported HTTP method {method}; expected GET")
+            error = InvalidHandshake(f"unsupported HTTP method {request.method}; expected GET")
             self._reject(405, error, [("Allow", "GET")])
             return
-        major, _, minor = event.http_version.partition(b".")
-        if major != b"1":
-            version = event.http_version.decode()
-            self._reject(505, InvalidHandshake(f"unsupported HTTP version {version}"))
+        major, _, minor = http_version.partition(".")
+        if major != "1":
+            self._reject(505, InvalidHandshake(f"unsupported HTTP version {http_version}"))
             return
-        if minor == b"0":
+        if minor == "0":
             # RFC 6455 §4.2.1 needs HTTP/1.1. Not 505: that status is for
             # another major version (RFC 9110 §15.6.6).
             self._reject(400, InvalidHandshake("HTTP/1.0 request; WebSocket needs HTTP/1.1"))
             return
-        content_length = headers.get("Content-Length")
-        if "Transfer-Encoding" in headers or (
-            content_length is not None and content_length.lstrip("0") != ""
+        content_length = fields.get("content-length")
+        if "transfer-encoding" in fields or (
+            content_length is not None and content_length[0].lstrip("0") != ""
         ):
             # We would have to read and discard it before the first frame.
             self._reject(400, InvalidHandshake("the upgrade request has a body"))
             return
         try:
-            _require_token(headers, "Upgrade", "websocket")
+            _require_token(fields, "Upgrade", "websocket")
         except InvalidHeader as exc:
             # RFC 9110 §15.5.22: 426 says which protocol to upgrade to.
             self._reject(426, exc, [("Upgrade", "websocket")])
             return
         try:
-            key = self._check(headers)
+            key = self._check(fields)
         except InvalidHeader as exc:
             self._reject(400, exc)
             return
-        versions = headers.get_all("Sec-WebSocket-Version")
+        versions = fields["sec-websocket-version"]  # _check made sure
         if versions != ["13"]:
             # RFC 6455 §4.2.2: name the versions we understand.
             error = InvalidHeader(
@@ -582,22 +695,22 @@ class ServerHandshake:
         self._key = key
         self.trailing_data = after_head
 
-    def _check(self, headers: Headers) -> str:
+    def _check(self, fields: dict[str, list[str]]) -> str:
         """Validate the upgrade headers (RFC 6455 §4.2.1) and return the key."""
-        if "Host" not in headers:
+        if "host" not in fields:
             # h11 enforces this for HTTP/1.1 only.
             raise InvalidHeader("Host")
-        _require_token(headers, "Connection", "upgrade")
-        keys = headers.get_all("Sec-WebSocket-Key")
+        _require_token(fields, "Connection", "upgrade")
+        keys = fields.get("sec-websocket-key")
         if not keys:
             raise InvalidHeader("Sec-WebSocket-Key")
         if len(keys) > 1:
             raise InvalidHeader("Sec-WebSocket-Key", ", ".join(keys), "more than one")
         if not _is_valid_key(keys[0]):
             raise InvalidHeader("Sec-WebSocket-Key", keys[0], "expected 16 bytes in base64")
-        if "Sec-WebSocket-Version" not in headers:
+        if "sec-websocket-version" not in fields:
             raise InvalidHeader("Sec-WebSocket-Version")
-        offers = non_empty(headers.get_all("Sec-WebSocket-Extensions"))
+        offers = non_empty(fields.get("sec-websocket-extensions", ()))
         if offers:
             # Refuse a malformed header whatever our own compression setting,
             # so the same request gets the same answer from every server. This
@@ -675,10 +788,14 @@ class ServerHandshake:
             raise ProtocolError("a handshake response was already sent")
         if subprotocol is not None and subprotocol not in self.client_subprotocols:
             raise ValueError(f"the client did not offer subprotocol {subprotocol!r}")
-        headers = Headers()
-        headers.add("Upgrade", "websocket")
-        headers.add("Connection", "Upgrade")
-        headers.add("Sec-WebSocket-Accept", accept_key(self._key))
+        # Valid by construction: constants, and base64.
+        headers = Headers._trusted(
+            [
+                ("upgrade", "Upgrade", "websocket"),
+                ("connection", "Connection", "Upgrade"),
+                ("sec-websocket-accept", "Sec-WebSocket-Accept", accept_key(self._key)),
+            ]
+        )
         if subprotocol is not None:
             headers.add("Sec-WebSocket-Protocol", subprotocol)
         extension = None
@@ -688,10 +805,13 @@ class ServerHandshake:
             if negotiated is not None:
                 value, extension = negotiated
                 headers.add("Sec-WebSocket-Extensions", value)
-        if server_header is not None:
+        if server_header is SERVER:
+            headers._items.append(("server", "Server", SERVER))
+        elif server_header is not None:
             headers.add("Server", server_header)
-        for name, value in Headers(additional_headers).items():
-            headers.add(name, value)
+        if additional_headers:
+            for name, value in Headers(additional_headers).items():
+                headers.add(name, value)
         self.subprotocol = subprotocol
         self.extension = extension
         return Response(101, "Switching Protocols", headers)
@@ -721,11 +841,10 @@ class ServerHandshake:
             self.subprotocol = None
             self.extension = None
         head = self.request is not None and self.request.method == "HEAD"
-        self._outgoing += serialize_response(response, head=head)
+        self._outgoing = serialize_response(response, head=head)
         self._sent = True
 
     def data_to_send(self) -> bytes:
         """Return the bytes queued by :meth:`send_response` and forget them."""
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
+        data, self._outgoing = self._outgoing, b""
         return data

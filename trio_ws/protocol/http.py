@@ -17,7 +17,8 @@ from typing import TypeAlias, TypeVar, overload
 __all__ = ["Headers", "HeadersLike", "Request", "Response", "make_response"]
 
 # Shared with .handshake, not promised to anyone else: split_list, non_empty,
-# serialize_response, TOKEN_RE, CTL_RE.
+# serialize_response, parse_upgrade_request, parse_switching_response,
+# head_may_follow, TOKEN_RE, CTL_RE.
 
 _T = TypeVar("_T")
 
@@ -29,6 +30,21 @@ CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Statuses whose responses never carry a body (RFC 9110 §6.4.1).
 _NO_BODY_STATUSES = frozenset({101, 204, 304})
+
+# The fast parsers below read a strict subset of what h11 reads: for any head
+# they accept, h11 would produce the same fields, without error. (h11's
+# grammar is in h11/_abnf.py; its field characters also admit controls other
+# than NUL and whitespace, which we leave to it.)
+_FIELD_CHARS = r"[\x21-\x7e\x80-\xff]"
+_FIELD_RE = re.compile(
+    rf"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*((?:{_FIELD_CHARS}+(?:[ \t]+{_FIELD_CHARS}+)*)?)[ \t]*"
+)
+_UPGRADE_REQUEST_LINE_RE = re.compile(r"GET ([\x21-\x7e]+) HTTP/1\.1")
+_SWITCHING_STATUS_LINE_RE = re.compile(r"HTTP/1\.1 101(?: ([\t\x20-\x7e\x80-\xff]*))?")
+# Fields h11 checks beyond their syntax (RFC 9112 §3.2, §6): a head with one
+# of these, or without exactly one Host in a request, goes to h11.
+_FRAMING_FIELDS = frozenset({"content-length", "transfer-encoding"})
+_REQUEST_CHECKED_FIELDS = _FRAMING_FIELDS | {"host"}
 
 
 class Headers:
@@ -62,6 +78,14 @@ class Headers:
         pairs = items.items() if isinstance(items, Mapping) else items
         for name, value in pairs:
             self.add(name, value)
+
+    @classmethod
+    def _trusted(cls, items: list[tuple[str, str, str]]) -> Headers:
+        # (lower-case name, name, value) triples that are valid by construction:
+        # parsed from a checked head, or our own constants.
+        headers = cls.__new__(cls)
+        headers._items = items
+        return headers
 
     @classmethod
     def _from_wire(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -146,6 +170,9 @@ class Headers:
     def __len__(self) -> int:
         """Count distinct names, like :meth:`__iter__`."""
         return len({lower for lower, _, _ in self._items})
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
 
     def keys(self) -> list[str]:
         """Return each distinct name once, as :meth:`__iter__` does."""
@@ -333,10 +360,13 @@ def serialize_response(response: Response, *, head: bool = False) -> bytes:
     status = response.status_code
     if status != 101 and not 200 <= status <= 599:
         raise ValueError(f"cannot send a {status} response")
-    if CTL_RE.search(response.reason_phrase):
-        raise ValueError(f"reason phrase contains a control character: {response.reason_phrase!r}")
-    headers = response.headers.copy()
+    reason = response.reason_phrase
+    if CTL_RE.search(reason):
+        raise ValueError(f"reason phrase contains a control character: {reason!r}")
+    headers = response.headers
     body = response.body
+    # Fields we add go after the caller's, in this order.
+    added: list[tuple[str, str, str]] = []
     if status in _NO_BODY_STATUSES:
         if body:
             raise ValueError(f"a {status} response has no body")
@@ -344,14 +374,102 @@ def serialize_response(response: Response, *, head: bool = False) -> bytes:
         # RFC 9112 §6.3: without a length the body would run to the close.
         length = headers.get("Content-Length")
         if length is None:
-            headers["Content-Length"] = str(len(body))
+            added.append(("content-length", "Content-Length", str(len(body))))
         elif length != str(len(body)):
             raise ValueError(f"Content-Length {length} does not match a {len(body)}-byte body")
     if status != 101 and "Connection" not in headers:
-        headers["Connection"] = "close"
-    lines = [f"HTTP/1.1 {status} {response.reason_phrase}\r\n".encode("latin-1")]
-    lines.extend(name + b": " + value + b"\r\n" for name, value in headers.raw_items())
-    lines.append(b"\r\n")
-    if not head:
-        lines.append(body)
-    return b"".join(lines)
+        added.append(("connection", "Connection", "close"))
+    text = "".join(
+        [
+            f"HTTP/1.1 {status} {reason}\r\n",
+            *[f"{name}: {value}\r\n" for _, name, value in headers._items],
+            *[f"{name}: {value}\r\n" for _, name, value in added],
+            "\r\n",
+        ]
+    )
+    data = text.encode("latin-1")
+    return data if head or not body else data + body
+
+
+def head_may_follow(buffer: bytes, max_size: int) -> bool:
+    """Whether h11 would wait for more of a head that starts with ``buffer``.
+
+    True when ``buffer`` holds no blank line yet (h11 ends a head at
+    ``\\n\\r?\\n``), is at most ``max_size`` bytes, and does not start with
+    a byte that h11 refuses at once. Until then a head can be collected
+    without h11; after, h11 judges ``buffer`` exactly as if it had been fed
+    piece by piece.
+    """
+    return (
+        len(buffer) <= max_size
+        and buffer[0] > 0x20
+        and b"\n\n" not in buffer
+        and b"\n\r\n" not in buffer
+    )
+
+
+def _parse_fields(lines: list[str], checked: frozenset[str]) -> list[tuple[str, str, str]] | None:
+    """(lower-case name, name, value) for each field line, or None if a line
+    is not plain or names a field in ``checked`` other than one Host."""
+    items = []
+    hosts = 0
+    fullmatch = _FIELD_RE.fullmatch
+    for line in lines:
+        match = fullmatch(line)
+        if match is None:
+            return None
+        name, value = match.groups()
+        lower = name.lower()
+        if lower in checked:
+            if lower != "host" or hosts:
+                return None
+            hosts += 1
+        items.append((lower, name, value))
+    if "host" in checked and not hosts:
+        return None
+    return items
+
+
+def parse_upgrade_request(buffer: bytes) -> tuple[str, Headers, int] | None:
+    """Read a plain ``GET ... HTTP/1.1`` head at the start of ``buffer``.
+
+    Returns ``(target, headers, head length)``, or None when the head is
+    incomplete or anything in it is out of the ordinary (another method or
+    version, an obsolete line fold, a body, no or several Host fields, bytes
+    h11 reads more leniently): h11 reads those. Whatever this accepts, h11
+    reads the same way.
+    """
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    match = _UPGRADE_REQUEST_LINE_RE.fullmatch(lines[0])
+    if match is None:
+        return None
+    del lines[0]
+    items = _parse_fields(lines, _REQUEST_CHECKED_FIELDS)
+    if items is None:
+        return None
+    return match[1], Headers._trusted(items), end + 4
+
+
+def parse_switching_response(buffer: bytes) -> tuple[Response, int] | None:
+    """Read a plain ``HTTP/1.1 101`` head at the start of ``buffer``.
+
+    Returns ``(response, head length)``, or None when the head is incomplete
+    or is anything else (another status, framing fields, bytes h11 reads
+    more leniently): h11 reads those. Whatever this accepts, h11 reads the
+    same way.
+    """
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    match = _SWITCHING_STATUS_LINE_RE.fullmatch(lines[0])
+    if match is None:
+        return None
+    del lines[0]
+    items = _parse_fields(lines, _FRAMING_FIELDS)
+    if items is None:
+        return None
+    return Response(101, match[1] or "", Headers._trusted(items)), end + 4
