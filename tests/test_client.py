@@ -574,6 +574,60 @@ async def test_open_timeout_in_virtual_time(autojump_clock: trio.testing.MockClo
         assert trio.current_time() - start == pytest.approx(30)
 
 
+@contextmanager
+def full_backlog() -> Iterator[int]:
+    """A listener whose accept queue is full and never drained: the kernel
+    drops further SYNs, so connecting to it hangs in the TCP handshake."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as server:
+        port: int = server.getsockname()[1]
+        fillers = [socket.socket() for _ in range(2)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+@pytest.mark.anyio
+async def test_open_timeout_covers_a_tcp_connect_that_hangs() -> None:
+    with (
+        anyio.fail_after(TIMEOUT),
+        full_backlog() as port,
+        pytest.raises(TimeoutError) as excinfo,
+    ):
+        async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/", open_timeout=0.1):
+            pass
+    assert_plain(excinfo.value)
+
+
+@pytest.mark.trio
+async def test_a_hanging_connect_times_out_in_virtual_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with full_backlog() as port:
+        start = trio.current_time()
+        with pytest.raises(TimeoutError):
+            async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/", open_timeout=30):
+                pass
+        assert trio.current_time() - start == pytest.approx(30)
+
+
+@pytest.mark.anyio
+async def test_a_client_socket_sends_without_delay() -> None:
+    """Connecting to an IP address skips anyio.connect_tcp, not TCP_NODELAY:
+    small frames must not wait for Nagle's algorithm."""
+    with anyio.fail_after(TIMEOUT):
+        async with serving() as server:
+            for host in ("127.0.0.1", "localhost"):
+                url = f"ws://{host}:{server.port}/"
+                async with trio_ws.open_websocket_url(url) as ws:
+                    sock = ws._stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 @pytest.mark.anyio
 async def test_open_timeout_none_waits_for_a_slow_server() -> None:
     async def slow(stream: anyio.abc.SocketStream) -> None:

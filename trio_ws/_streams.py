@@ -16,6 +16,7 @@ import anyio.abc
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable, Mapping
 
 __all__ = ["TrioStreamLike", "as_byte_stream", "peer_addresses"]
 
@@ -115,8 +116,14 @@ def as_byte_stream(stream: anyio.abc.ByteStream | TrioStreamLike) -> anyio.abc.B
 def peer_addresses(stream: anyio.abc.ByteStream) -> tuple[Any, Any]:
     """Return ``(remote_address, local_address)``, None where unknown."""
     try:
-        remote = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
-        local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
+        # What stream.extra() looks in, built once: anyio's socket streams
+        # rebuild it, with a getpeername() call, on every access.
+        attributes: Mapping[Any, Callable[[], Any]] = stream.extra_attributes
+        remote = attributes.get(anyio.abc.SocketAttribute.remote_address)
+        local = attributes.get(anyio.abc.SocketAttribute.local_address)
+        return (
+            None if remote is None else remote(),
+            None if local is None else local(),
+        )
     except OSError:  # the socket is already gone
         return None, None
-    return remote, local

@@ -64,13 +64,15 @@ def parse_uri(uri: str) -> WebSocketURI:
     scheme = parsed.scheme.lower()
     if scheme not in ("ws", "wss"):
         raise InvalidURI(uri, "scheme isn't ws or wss")
-    if not parsed.hostname:
+    # Each of urlsplit()'s netloc properties parses the netloc again: read
+    # each once.
+    host = parsed.hostname
+    if not host:
         raise InvalidURI(uri, "hostname isn't provided")
     if parsed.fragment:
         # RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
         raise InvalidURI(uri, "fragment identifier isn't allowed")
     secure = scheme == "wss"
-    host = parsed.hostname
     if _BAD_HOST_CHARS.search(host):
         # urlsplit() does not validate the host: a space or a control
         # character would reach DNS and the Host header as is.
@@ -87,8 +89,11 @@ def parse_uri(uri: str) -> WebSocketURI:
         resource += "?" + parsed.query
     # Percent-encode anything that is not allowed raw in a request target.
     resource = urllib.parse.quote(resource, safe="!$%&'()*+,/:;=?@[]~")
-    user = urllib.parse.unquote(parsed.username) if parsed.username is not None else None
-    password = urllib.parse.unquote(parsed.password) if parsed.password is not None else None
+    user = password = None
+    if "@" in parsed.netloc:  # else both are None
+        username, raw_password = parsed.username, parsed.password
+        user = urllib.parse.unquote(username) if username is not None else None
+        password = urllib.parse.unquote(raw_password) if raw_password is not None else None
     return WebSocketURI(
         secure=secure,
         host=host,

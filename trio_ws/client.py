@@ -15,8 +15,12 @@ yourself. :func:`open_reconnecting_websocket` reconnects after failures.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import math
+import os
 import random
+import socket
 import ssl as ssl_module
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -72,6 +76,10 @@ def compression_config(compression: Compression) -> DeflateConfig | None:
     raise ValueError(f"compression must be 'deflate', a DeflateConfig or None, not {compression!r}")
 
 
+# Any valid key will do for a request that is never sent (RFC 6455 §1.3's).
+_TRIAL_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
 class _ClientOptions:
     """Everything a client connection is opened with, checked once."""
 
@@ -107,17 +115,25 @@ class _ClientOptions:
         self.unix_socket_path = unix_socket_path
         self.connection_options = connection_options
         # Fail now, not after connecting, on a bad option: a trial request
-        # checks subprotocols, headers, origin and user agent.
+        # checks subprotocols, headers, origin and user agent. (Without any,
+        # there is nothing it could refuse.)
         WebSocketConnection._check_options(**connection_options)
-        ClientHandshake(
-            "localhost",
-            "/",
-            origin=origin,
-            subprotocols=self.subprotocols,
-            compression=self.compression,
-            additional_headers=self.additional_headers,
-            user_agent=user_agent_header,
-        )
+        if (
+            self.subprotocols
+            or self.additional_headers
+            or origin is not None
+            or user_agent_header not in (USER_AGENT, None)
+        ):
+            ClientHandshake(
+                "localhost",
+                "/",
+                origin=origin,
+                subprotocols=self.subprotocols,
+                compression=self.compression,
+                additional_headers=self.additional_headers,
+                user_agent=user_agent_header,
+                key=_TRIAL_KEY,
+            )
 
 
 def _check_ssl(uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None) -> None:
@@ -202,7 +218,41 @@ async def _open_raw_stream(
             tls_hostname=uri.host,
             tls_standard_compatible=False,
         )
+    family = _ip_family(uri.host)
+    if family is not None:
+        return await _connect_ip(family, uri.host, uri.port)
     return await anyio.connect_tcp(uri.host, uri.port)
+
+
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    """The address family of an IP address literal; None for a host name."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
+async def _connect_ip(family: socket.AddressFamily, host: str, port: int) -> anyio.abc.SocketStream:
+    """Connect to an IP address as :func:`anyio.connect_tcp` does, minus the
+    task group its Happy Eyeballs race needs for host names."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        error = sock.connect_ex((host, port))
+        if error in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+            await anyio.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            # trio's message; the errno makes it a ConnectionRefusedError...
+            raise OSError(error, f"Error connecting to {(host, port)!r}: {os.strerror(error)}")
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def _handshake(
@@ -216,8 +266,9 @@ async def _handshake(
 
     The caller closes ``stream`` if this raises.
     """
-    headers = Headers(options.additional_headers)
+    headers: HeadersLike = options.additional_headers
     if authorization is not None and "Authorization" not in headers:
+        headers = Headers(headers)
         headers["Authorization"] = authorization
     handshake = ClientHandshake(
         host_header,
@@ -257,38 +308,48 @@ async def _handshake(
 
 
 async def _connect(
-    url: str, ssl: ssl_module.SSLContext | bool | None, options: _ClientOptions
+    uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None, options: _ClientOptions
 ) -> WebSocketConnection:
-    """Open a connection to ``url``, following redirects, within ``open_timeout``."""
-    with anyio.fail_after(options.open_timeout):
-        uri = parse_uri(url)
-        for _ in range(options.max_redirects + 1):
-            context = _ssl_context(uri, ssl)
-            stream = await _open_stream(uri, context, options)
-            try:
-                return await _handshake(
-                    stream, uri.host_header, uri.resource, options, uri.authorization
-                )
-            except InvalidStatus as exc:
-                await anyio.aclose_forcefully(stream)
-                location = exc.response.headers.get("Location")
-                if not 300 <= exc.response.status_code < 400 or location is None:
-                    raise
-                new_url = urllib.parse.urljoin(str(uri), location)
-                scheme, sep, rest = new_url.partition("://")
-                new_url = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme) + sep + rest
-                new_uri = parse_uri(new_url)
-                if uri.secure and not new_uri.secure:
-                    raise InvalidURI(new_url, "redirect from wss:// to ws:// refused") from exc
-                if new_uri.user is None and (new_uri.host, new_uri.port) == (uri.host, uri.port):
-                    # Credentials survive a redirect to the same origin only.
-                    new_uri = _with_credentials(new_uri, uri)
-                logger.debug("following redirect %d to %s", exc.response.status_code, new_uri)
-                uri = new_uri
-            except BaseException:
-                await anyio.aclose_forcefully(stream)
+    """Open a connection to ``uri``, following redirects, within ``open_timeout``."""
+    # anyio.fail_after() without its two generator-based context managers.
+    timeout = options.open_timeout
+    deadline = math.inf if timeout is None else anyio.current_time() + timeout
+    with anyio.CancelScope(deadline=deadline):
+        return await _connect_in_time(uri, ssl, options)
+    # Only our deadline cancels this scope.
+    raise TimeoutError
+
+
+async def _connect_in_time(
+    uri: WebSocketURI, ssl: ssl_module.SSLContext | bool | None, options: _ClientOptions
+) -> WebSocketConnection:
+    for _ in range(options.max_redirects + 1):
+        context = _ssl_context(uri, ssl)
+        stream = await _open_stream(uri, context, options)
+        try:
+            return await _handshake(
+                stream, uri.host_header, uri.resource, options, uri.authorization
+            )
+        except InvalidStatus as exc:
+            await anyio.aclose_forcefully(stream)
+            location = exc.response.headers.get("Location")
+            if not 300 <= exc.response.status_code < 400 or location is None:
                 raise
-        raise InvalidHandshake(f"more than {options.max_redirects} redirects")
+            new_url = urllib.parse.urljoin(str(uri), location)
+            scheme, sep, rest = new_url.partition("://")
+            new_url = {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme) + sep + rest
+            new_uri = parse_uri(new_url)
+            if uri.secure and not new_uri.secure:
+                raise InvalidURI(new_url, "redirect from wss:// to ws:// refused") from exc
+            if new_uri.user is None and (new_uri.host, new_uri.port) == (uri.host, uri.port):
+                # Credentials survive a redirect to the same origin only.
+                new_uri = _with_credentials(new_uri, uri)
+            logger.debug("following redirect %d to %s", exc.response.status_code, new_uri)
+            uri = new_uri
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
+    raise InvalidHandshake(f"more than {options.max_redirects} redirects")
 
 
 def _with_credentials(uri: WebSocketURI, source: WebSocketURI) -> WebSocketURI:
@@ -336,8 +397,9 @@ def open_websocket_url(
         InvalidHandshake: any other handshake failure.
     """
     client_options = _ClientOptions(**options)
-    _check_ssl(parse_uri(url), ssl)  # fail now on a bad URL, not in __aenter__
-    return ConnectionContext(lambda: _connect(url, ssl, client_options))
+    uri = parse_uri(url)
+    _check_ssl(uri, ssl)  # fail now on a bad URL, not in __aenter__
+    return ConnectionContext(lambda: _connect(uri, ssl, client_options))
 
 
 def open_websocket(
@@ -369,7 +431,8 @@ async def connect_websocket_url(
     :func:`open_websocket_url`. ``nursery`` is a trio nursery or an anyio
     task group.
     """
-    connection = await _connect(url, ssl, _ClientOptions(**options))
+    client_options = _ClientOptions(**options)
+    connection = await _connect(parse_uri(url), ssl, client_options)
     connection._start(_task_group(nursery))
     return connection
 
@@ -462,6 +525,7 @@ class ReconnectingWebSocket:
     ) -> None:
         self._task_group = task_group
         self._url = url
+        self._uri = parse_uri(url)
         self._ssl = ssl
         self._options = options
         self.backoff_initial = backoff_initial
@@ -496,7 +560,7 @@ class ReconnectingWebSocket:
         attempt = 0
         while True:
             try:
-                connection = await _connect(self._url, self._ssl, self._options)
+                connection = await _connect(self._uri, self._ssl, self._options)
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
