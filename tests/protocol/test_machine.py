@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 
 import pytest
@@ -120,6 +121,26 @@ def test_default_mask_keys_are_random() -> None:
         client.send_binary(b"")
         keys.add(client.data_to_send()[2:6])
     assert len(keys) > 1990
+
+
+def test_mask_keys_come_from_a_pool_that_starts_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn: list[int] = []
+    real_urandom = os.urandom
+
+    def urandom(n: int) -> bytes:
+        drawn.append(n)
+        return real_urandom(n)
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    client = WebSocketMachine(Role.CLIENT)
+    client.send_close(1000)
+    assert drawn == [64]  # a connection that only closes draws 64 bytes
+    for _ in range(2000):
+        client._next_mask_key()
+    for _ in range(2000):
+        client._next_mask_key()
+    assert drawn[:8] == [64, 128, 256, 512, 1024, 2048, 4096, 4096]
+    assert sum(drawn) >= 4 * 2001
 
 
 def test_server_does_not_mask() -> None:

@@ -125,6 +125,7 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 # source of entropy, not a separate call per frame, so keys are cut from a
 # block of random bytes drawn at once.
 _MASK_POOL_SIZE = 4096
+_MASK_POOL_FIRST = 64
 
 
 class _Fail(Exception):
@@ -661,8 +662,12 @@ class WebSocketMachine:
         if self._mask_key is not None:
             return self._mask_key()
         pos = self._mask_pos
-        if pos + 4 > len(self._mask_pool):
-            self._mask_pool = os.urandom(_MASK_POOL_SIZE)
+        pool_size = len(self._mask_pool)
+        if pos + 4 > pool_size:
+            # Start small and double: a short-lived connection (one message,
+            # a close frame) need not read 4 KiB of randomness nor keep it.
+            pool_size = min(_MASK_POOL_SIZE, max(_MASK_POOL_FIRST, 2 * pool_size))
+            self._mask_pool = os.urandom(pool_size)
             pos = 0
         self._mask_pos = pos + 4
         return self._mask_pool[pos : pos + 4]
