@@ -113,17 +113,20 @@ def as_byte_stream(stream: anyio.abc.ByteStream | TrioStreamLike) -> anyio.abc.B
     raise TypeError(f"expected an anyio ByteStream or a trio Stream, got {stream!r}")
 
 
-def peer_addresses(stream: anyio.abc.ByteStream) -> tuple[Any, Any]:
-    """Return ``(remote_address, local_address)``, None where unknown."""
+def peer_addresses(stream: anyio.abc.ByteStream) -> tuple[Any, Any, socket.socket | None]:
+    """Return ``(remote_address, local_address, raw_socket)``, None where
+    unknown."""
     try:
         # What stream.extra() looks in, built once: anyio's socket streams
         # rebuild it, with a getpeername() call, on every access.
         attributes: Mapping[Any, Callable[[], Any]] = stream.extra_attributes
         remote = attributes.get(anyio.abc.SocketAttribute.remote_address)
         local = attributes.get(anyio.abc.SocketAttribute.local_address)
+        raw = attributes.get(anyio.abc.SocketAttribute.raw_socket)
         return (
             None if remote is None else remote(),
             None if local is None else local(),
+            None if raw is None else raw(),
         )
     except OSError:  # the socket is already gone
-        return None, None
+        return None, None, None

@@ -240,7 +240,7 @@ class WebSocketConnection:
         self.subprotocol: str | None = None
         #: Round-trip time of the last ping answered, in seconds (0 before).
         self.latency: float = 0.0
-        remote, local = peer_addresses(self._stream)
+        remote, local, raw_socket = peer_addresses(self._stream)
         #: The peer's address, as the socket reports it (``(host, port)`` for
         #: TCP; behind a proxy, see the ``X-Forwarded-For`` request header).
         self.remote_address: Any = remote
@@ -274,7 +274,8 @@ class WebSocketConnection:
         self._writer_scope = anyio.CancelScope()
         self._heartbeat_scope: anyio.CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
-        self._eager_socket: socket.socket | None = None
+        # Until _start(), the stream's socket, if it has one.
+        self._eager_socket: socket.socket | None = raw_socket
         self._eager_write: Callable[[bytes], int] | None = None
         self._writer_exited = self._waits.new_wakeup()
         self._write_interrupted = False  # the writer died in the middle of a write
@@ -410,7 +411,7 @@ class WebSocketConnection:
 
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
-        self._eager_socket = sock = _eager_socket(self._stream)
+        self._eager_socket = sock = _eager_socket(self._stream, self._eager_socket)
         self._eager_write = sock.send if sock is not None else _eager_transport_write(self._stream)
         # Constant names: a name per connection would cost a string per task.
         task_group.start_soon(self._reader, name="trio_ws reader")
@@ -1111,8 +1112,12 @@ class WebSocketConnection:
                     await self._flushed.wait()
             self._writer_scope.cancel()
             self._stop_heartbeat()
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+            if self._eager_write is not None:
+                # A plain socket closes at once: no need for a deadline.
                 await self._stream.aclose()
+            else:
+                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                    await self._stream.aclose()
             if machine.state is not State.CLOSED or not machine.eof_received:
                 machine.receive_eof()
             self._closed.set()
@@ -1218,7 +1223,7 @@ def _byte_view(data: BytesLike) -> BytesLike:
     return data
 
 
-def _eager_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
+def _eager_socket(stream: anyio.abc.ByteStream, sock: socket.socket | None) -> socket.socket | None:
     """The socket ``_flush_machine`` may write to directly, if any.
 
     Only a plain TCP or UNIX stream on trio qualifies: there anyio's stream is
@@ -1228,7 +1233,6 @@ def _eager_socket(stream: anyio.abc.ByteStream) -> socket.socket | None:
     """
     if not isinstance(stream, anyio.abc.SocketStream) or not running_on_trio():
         return None
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     if type(sock) is socket.socket and not sock.getblocking():
         return sock
     return None
