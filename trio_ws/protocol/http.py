@@ -10,6 +10,7 @@ from __future__ import annotations
 import http
 import http.cookies
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias, TypeVar, overload
@@ -92,9 +93,9 @@ class Headers:
         # h11 has validated these already, and ISO-8859-1 decodes any byte, so
         # nothing a peer sends can make this raise.
         headers = cls()
+        append = headers._items.append
         for raw_name, raw_value in raw:
-            name = raw_name.decode("latin-1")
-            headers._items.append((name.lower(), name, raw_value.decode("latin-1")))
+            append(_shared_field(raw_name.decode("latin-1"), raw_value.decode("latin-1")))
         return headers
 
     def add(self, name: str, value: str) -> None:
@@ -408,6 +409,36 @@ def head_may_follow(buffer: bytes, max_size: int) -> bool:
     )
 
 
+#: Fields whose values are mostly the same on every request of a server.
+_SHARED_VALUES = frozenset(
+    {
+        "connection",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-version",
+        "upgrade",
+        "user-agent",
+        "origin",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "pragma",
+    }
+)
+
+
+def _shared_field(name: str, value: str) -> tuple[str, str, str]:
+    """``(lower-case name, name, value)``, with strings shared between the
+    requests a server keeps (interned): the names, and the values that
+    rarely differ. A server holding many idle connections holds their
+    request headers, which are mostly the same few strings."""
+    name = sys.intern(name)
+    lower = sys.intern(name.lower())
+    if lower in _SHARED_VALUES:
+        value = sys.intern(value)
+    return lower, name, value
+
+
 def _parse_fields(lines: list[str], checked: frozenset[str]) -> list[tuple[str, str, str]] | None:
     """(lower-case name, name, value) for each field line, or None if a line
     is not plain or names a field in ``checked`` other than one Host."""
@@ -418,13 +449,13 @@ def _parse_fields(lines: list[str], checked: frozenset[str]) -> list[tuple[str, 
         match = fullmatch(line)
         if match is None:
             return None
-        name, value = match.groups()
-        lower = name.lower()
+        field = _shared_field(*match.groups())
+        lower = field[0]
         if lower in checked:
             if lower != "host" or hosts:
                 return None
             hosts += 1
-        items.append((lower, name, value))
+        items.append(field)
     if "host" in checked and not hosts:
         return None
     return items
