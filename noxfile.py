@@ -86,18 +86,18 @@ def examples(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmarks, side by side with the other libraries."""
+    """The benchmark: every library as server and client, raw TCP as the
+    limit, ratios in one run (~6 min on 2 cores); writes
+    docs/performance.md with ``-- --markdown docs/performance.md``."""
     session.install("-e", ".[bench]")
-    session.run("python", "bench/bench_core.py", *session.posargs)
+    session.run("python", "bench/bench_io.py", *session.posargs)
 
 
 @nox.session
-def bench_io(session: nox.Session) -> None:
-    """End-to-end benchmark: every library as server and client, raw TCP as
-    the limit, ratios in one run (~6 min); writes docs/performance.md with
-    ``-- --markdown docs/performance.md``."""
+def bench_core(session: nox.Session) -> None:
+    """Micro-benchmark of the sans-IO core against wsproto's and websockets'."""
     session.install("-e", ".[bench]")
-    session.run("python", "bench/bench_io.py", *session.posargs)
+    session.run("python", "bench/bench_core.py", *session.posargs)
 
 
 @nox.session
