@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,12 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+import trio_ws
 from trio_ws.client import wrap_client_stream
 from trio_ws.connection import WebSocketConnection
 from trio_ws.protocol.frames import Frame, Opcode, apply_mask, parse_header
 from trio_ws.protocol.handshake import ClientHandshake, ServerHandshake
-from trio_ws.server import wrap_server_stream
+from trio_ws.server import WebSocketServer, wrap_server_stream
 
 __all__ = [
     "ConnectionPair",
@@ -501,3 +503,24 @@ async def open_raw_pair(
                 await connection.aclose()
             await near.aclose()
         await task_group.__aexit__(None, None, None)
+
+
+async def echo(ws: WebSocketConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+@asynccontextmanager
+async def serving(
+    handler: Callable[[WebSocketConnection], Awaitable[None]] = echo,
+    host: str | None = "127.0.0.1",
+    **options: Any,
+) -> AsyncIterator[WebSocketServer]:
+    """Run ``serve_websocket`` on port 0 for the duration of the block."""
+    async with anyio.create_task_group() as task_group:
+        serve = functools.partial(trio_ws.serve_websocket, handler, host, 0, **options)
+        server: WebSocketServer = await task_group.start(serve)
+        try:
+            yield server
+        finally:
+            task_group.cancel_scope.cancel()

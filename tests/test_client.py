@@ -26,6 +26,7 @@ import trio.testing
 import trustme
 
 import trio_ws
+from tests.io_helpers import echo, serving
 from trio_ws import (
     ConnectionClosedError,
     ConnectionClosedOK,
@@ -38,7 +39,6 @@ from trio_ws import (
     Response,
     State,
     WebSocketConnection,
-    WebSocketServer,
     make_response,
 )
 from trio_ws.protocol.handshake import USER_AGENT, accept_key
@@ -47,25 +47,6 @@ from trio_ws.protocol.handshake import USER_AGENT, accept_key
 TIMEOUT = 10
 
 Handler = Callable[[WebSocketConnection], Awaitable[None]]
-
-
-async def echo(ws: WebSocketConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
-
-
-@asynccontextmanager
-async def serving(
-    handler: Handler = echo, host: str | None = "127.0.0.1", **options: Any
-) -> AsyncIterator[WebSocketServer]:
-    """Run ``serve_websocket`` on port 0 for the duration of the block."""
-    async with anyio.create_task_group() as task_group:
-        serve = functools.partial(trio_ws.serve_websocket, handler, host, 0, **options)
-        server: WebSocketServer = await task_group.start(serve)
-        try:
-            yield server
-        finally:
-            task_group.cancel_scope.cancel()
 
 
 class Recorder:

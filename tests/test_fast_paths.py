@@ -5,11 +5,8 @@ what was sent, in order, and a busy connection never starves other tasks."""
 
 from __future__ import annotations
 
-import functools
 import os
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -18,26 +15,11 @@ import pytest
 import trustme
 
 import trio_ws
-from trio_ws import WebSocketConnection, WebSocketServer
+from tests.io_helpers import echo, serving
+from trio_ws import WebSocketConnection
 from trio_ws._waits import ASYNCIO_YIELD_EVERY
 
 pytestmark = pytest.mark.anyio
-
-
-async def echo(ws: WebSocketConnection) -> None:
-    async for message in ws:
-        await ws.send(message)
-
-
-@asynccontextmanager
-async def serving(handler: Any = echo, **options: Any) -> AsyncIterator[WebSocketServer]:
-    async with anyio.create_task_group() as task_group:
-        serve = functools.partial(trio_ws.serve_websocket, handler, "127.0.0.1", 0, **options)
-        server: WebSocketServer = await task_group.start(serve)
-        try:
-            yield server
-        finally:
-            task_group.cancel_scope.cancel()
 
 
 async def test_plain_tcp_connections_take_the_fast_paths(anyio_backend: tuple[str, Any]) -> None:

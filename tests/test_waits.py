@@ -120,7 +120,7 @@ async def test_wait_readable_and_its_closed_error() -> None:
             async def reader() -> None:
                 try:
                     await waits.wait_readable(c)
-                except waits.closed_errors as exc:
+                except waits.io_errors as exc:
                     got.append(exc)
 
             async with trio.open_nursery() as nursery:

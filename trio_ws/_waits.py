@@ -53,8 +53,9 @@ class Waits(NamedTuple):
     sleep_forever: Callable[[], Awaitable[Any]]
     #: Waits until a socket that no stream reads from is readable.
     wait_readable: Callable[[socket.socket], Awaitable[None]]
-    #: What ``wait_readable`` raises if the socket is closed meanwhile.
-    closed_errors: tuple[type[Exception], ...]
+    #: What reading or writing a connection's stream or socket raises once
+    #: the connection is lost or closed under the waiting task.
+    io_errors: tuple[type[Exception], ...]
     #: The checkpoint of a call that did not have to wait: a cancel point,
     #: and a schedule point (on asyncio: one call in ``ASYNCIO_YIELD_EVERY``).
     checkpoint: Callable[[], Awaitable[None]]
@@ -80,7 +81,7 @@ def wait_functions() -> Waits:
             _TrioWakeup,
             _trio_sleep_forever,
             trio.lowlevel.wait_readable,
-            (trio.ClosedResourceError, anyio.ClosedResourceError),
+            (*_ANYIO_IO_ERRORS, trio.ClosedResourceError),
             trio.lowlevel.checkpoint,
             trio.lowlevel.checkpoint_if_cancelled,
             trio.lowlevel.cancel_shielded_checkpoint,
@@ -147,11 +148,13 @@ async def _asyncio_checkpoint() -> None:
         await anyio.lowlevel.checkpoint()
 
 
+_ANYIO_IO_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
 _ASYNCIO_WAITS = Waits(
     _AsyncioWakeup,
     anyio.sleep_forever,
     anyio.wait_readable,
-    (anyio.ClosedResourceError,),
+    _ANYIO_IO_ERRORS,
     _asyncio_checkpoint,
     anyio.lowlevel.checkpoint_if_cancelled,
     anyio.lowlevel.cancel_shielded_checkpoint,
@@ -161,7 +164,7 @@ _ANYIO_WAITS = Waits(
     anyio.Event,
     anyio.sleep_forever,
     anyio.wait_readable,
-    (anyio.ClosedResourceError,),
+    _ANYIO_IO_ERRORS,
     anyio.lowlevel.checkpoint,
     anyio.lowlevel.checkpoint_if_cancelled,
     anyio.lowlevel.cancel_shielded_checkpoint,

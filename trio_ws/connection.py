@@ -813,11 +813,7 @@ class WebSocketConnection:
         stream = self._stream
         sock = self._eager_socket
         wait_readable = self._waits.wait_readable
-        read_errors: tuple[type[Exception], ...] = (
-            anyio.BrokenResourceError,
-            OSError,
-            *self._waits.closed_errors,
-        )
+        io_errors = self._waits.io_errors
         drained = False  # the last read from sock took all there was
         while not machine.close_transport_now():
             if (
@@ -845,7 +841,7 @@ class WebSocketConnection:
                 except BlockingIOError:
                     drained = True
                     continue
-                except read_errors as exc:
+                except io_errors as exc:
                     self._connection_lost(exc)
                 else:
                     drained = len(data) < RECEIVE_SIZE
@@ -859,7 +855,7 @@ class WebSocketConnection:
                 data = await stream.receive(RECEIVE_SIZE)
             except anyio.EndOfStream:
                 self._eof_received()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            except io_errors as exc:
                 self._connection_lost(exc)
             else:
                 machine.receive_data(data)
@@ -927,12 +923,7 @@ class WebSocketConnection:
     async def _writer(self) -> None:
         stream = self._stream
         sock = self._eager_socket
-        write_errors: tuple[type[Exception], ...] = (
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            OSError,
-            *self._waits.closed_errors,
-        )
+        io_errors = self._waits.io_errors
         try:
             with self._writer_scope:
                 while True:
@@ -958,7 +949,7 @@ class WebSocketConnection:
                             await stream.send(data)
                         else:
                             await self._send_all(sock, data)
-                    except write_errors as exc:
+                    except io_errors as exc:
                         self._connection_lost(exc)
                         self._after_state_change()
                         return
@@ -1091,7 +1082,7 @@ class WebSocketConnection:
                 self._outbox = []
                 try:
                     await self._stream.send(data)
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                except self._waits.io_errors as exc:
                     self._connection_lost(exc)
                     self._after_state_change()
                     return
