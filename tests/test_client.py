@@ -46,8 +46,6 @@ from trio_ws.protocol.handshake import USER_AGENT, accept_key
 #: Upper bound on any single test; nothing here should come close.
 TIMEOUT = 10
 
-Handler = Callable[[WebSocketConnection], Awaitable[None]]
-
 
 class Recorder:
     """A ``process_request`` hook that remembers every request it saw."""
