@@ -1,7 +1,8 @@
 """The connection's fast paths over real sockets, on both backends: direct
-socket reads and writes on trio, direct transport writes on asyncio, shared
-schedule points on asyncio. Whatever path a frame takes, what arrives is
-what was sent, in order, and a busy connection never starves other tasks."""
+socket reads and writes on trio, a protocol of the connection's own under
+asyncio's transport and shared schedule points on asyncio. Whatever path a
+frame takes, what arrives is what was sent, in order, and a busy connection
+never starves other tasks."""
 
 from __future__ import annotations
 
@@ -38,9 +39,14 @@ async def test_plain_tcp_connections_take_the_fast_paths(anyio_backend: tuple[st
             assert await ws.recv() == "hi"
             for connection in (ws, seen[0]):
                 assert connection._eager_write is not None
-                # Direct reads only where anyio's stream is a bare socket.
-                has_socket = connection._eager_socket is not None
-                assert has_socket is (anyio_backend[0] == "trio")
+                # Direct reads where anyio's stream is a bare socket (trio),
+                # through a protocol of our own on the transport (asyncio).
+                on_trio = anyio_backend[0] == "trio"
+                assert (connection._eager_socket is not None) is on_trio
+                assert (connection._protocol is not None) is not on_trio
+                if connection._protocol is not None:
+                    transport = connection._protocol.transport
+                    assert transport.get_protocol() is connection._protocol
 
 
 async def test_tls_connections_take_the_stream(ca: trustme.CA) -> None:

@@ -65,6 +65,9 @@ class Waits(NamedTuple):
     cancel_shielded_checkpoint: Callable[[], Awaitable[None]]
     #: Waits until a socket that no stream writes to is writable.
     wait_writable: Callable[[socket.socket], Awaitable[None]]
+    #: The backend's clock, as ``anyio.current_time()``, but callable from
+    #: the event loop's callbacks too (anyio's needs a running task).
+    current_time: Callable[[], float]
 
 
 def wait_functions() -> Waits:
@@ -86,6 +89,7 @@ def wait_functions() -> Waits:
             trio.lowlevel.checkpoint_if_cancelled,
             trio.lowlevel.cancel_shielded_checkpoint,
             trio.lowlevel.wait_writable,
+            trio.current_time,
         )
     return _trio_waits
 
@@ -148,6 +152,10 @@ async def _asyncio_checkpoint() -> None:
         await anyio.lowlevel.checkpoint()
 
 
+def _asyncio_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 _ANYIO_IO_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 _ASYNCIO_WAITS = Waits(
@@ -159,6 +167,7 @@ _ASYNCIO_WAITS = Waits(
     anyio.lowlevel.checkpoint_if_cancelled,
     anyio.lowlevel.cancel_shielded_checkpoint,
     anyio.wait_writable,
+    _asyncio_time,
 )
 _ANYIO_WAITS = Waits(
     anyio.Event,
@@ -169,6 +178,7 @@ _ANYIO_WAITS = Waits(
     anyio.lowlevel.checkpoint_if_cancelled,
     anyio.lowlevel.cancel_shielded_checkpoint,
     anyio.wait_writable,
+    anyio.current_time,
 )
 _trio_waits: Waits | None = None
 

@@ -40,7 +40,6 @@ timers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -61,6 +60,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from ._asyncio_protocol import ConnectionProtocol, take_over
 from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
 from ._tasks import TaskGroup, TaskStarter, create_task_group, running_on_trio
 from ._waits import Wakeup, wait_functions
@@ -170,8 +170,10 @@ class WebSocketConnection:
         "_messages",
         "_outbox",
         "_pings",
+        "_protocol",
         "_reader_resume",
         "_reader_scope",
+        "_reader_wakeup",
         "_recv_busy",
         "_recv_waiter",
         "_request",
@@ -258,6 +260,7 @@ class WebSocketConnection:
         self._recv_waiter: Wakeup | None = None
         self._recv_busy = False
         self._reader_resume: Wakeup | None = None
+        self._reader_wakeup: Wakeup | None = None  # see _read_from_protocol()
         self._outbox: list[bytes] = []
         # Set by a direct write, cleared by a wait for input: while it is set,
         # the sender is sending again before anything came back, a stream of
@@ -277,6 +280,8 @@ class WebSocketConnection:
         # Until _start(), the stream's socket, if it has one.
         self._eager_socket: socket.socket | None = raw_socket
         self._eager_write: Callable[[bytes], int] | None = None
+        # On asyncio, from _start(): ours, in place of the stream's protocol.
+        self._protocol: ConnectionProtocol | None = None
         self._writer_exited = self._waits.new_wakeup()
         self._write_interrupted = False  # the writer died in the middle of a write
         self._closing_deadline = math.inf
@@ -412,7 +417,12 @@ class WebSocketConnection:
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
         self._eager_socket = sock = _eager_socket(self._stream, self._eager_socket)
-        self._eager_write = sock.send if sock is not None else _eager_transport_write(self._stream)
+        if sock is not None:
+            self._eager_write = sock.send
+        elif not running_on_trio():
+            self._protocol = protocol = take_over(self._stream, self, self._waits)
+            if protocol is not None:
+                self._eager_write = protocol.try_write
         # Constant names: a name per connection would cost a string per task.
         task_group.start_soon(self._reader, name="trio_ws reader")
         task_group.start_soon(self._writer, name="trio_ws writer")
@@ -671,7 +681,7 @@ class WebSocketConnection:
             payload = data.encode() if isinstance(data, str) else bytes(data)
         machine.send_ping(payload)
         waiter = PongWaiter()
-        self._pings[payload] = (anyio.current_time(), waiter)
+        self._pings[payload] = (self._waits.current_time(), waiter)
         self._flush_machine()
         return waiter
 
@@ -751,7 +761,7 @@ class WebSocketConnection:
         if machine.state is State.OPEN:
             return
         if self._closing_deadline == math.inf and self.close_timeout is not None:
-            self._closing_deadline = anyio.current_time() + self.close_timeout
+            self._closing_deadline = self._waits.current_time() + self.close_timeout
             self._reader_scope.deadline = self._closing_deadline
         if self._reader_resume is not None:
             self._reader_resume.set()
@@ -812,20 +822,28 @@ class WebSocketConnection:
         assert machine is not None
         stream = self._stream
         sock = self._eager_socket
+        protocol = self._protocol
         wait_readable = self._waits.wait_readable
         io_errors = self._waits.io_errors
         drained = False  # the last read from sock took all there was
         while not machine.close_transport_now():
-            if (
-                self.max_queue is not None
-                and self._messages is not None
-                and len(self._messages) >= self.max_queue
-                and machine.state is State.OPEN
-            ):
+            if self._queue_full():
                 # Backpressure: let TCP push back on the peer.
+                if protocol is not None:
+                    protocol.pause_reading()
                 self._reader_resume = self._waits.new_wakeup()
                 await self._reader_resume.wait()
                 self._reader_resume = None
+                continue
+            if protocol is not None:
+                # The protocol's callbacks read and process; they wake us once
+                # the queue is full or the transport is to close.
+                protocol.resume_reading()
+                self._reader_wakeup = wakeup = self._waits.new_wakeup()
+                try:
+                    await wakeup.wait()
+                finally:
+                    self._reader_wakeup = None
                 continue
             if sock is not None:
                 # Straight from the socket, as the stream would, minus its
@@ -860,6 +878,60 @@ class WebSocketConnection:
             else:
                 machine.receive_data(data)
             self._process()
+
+    def _queue_full(self) -> bool:
+        """Whether the reader should stop reading until recv() takes some."""
+        machine = self._machine
+        assert machine is not None
+        return (
+            self.max_queue is not None
+            and self._messages is not None
+            and len(self._messages) >= self.max_queue
+            and machine.state is State.OPEN
+        )
+
+    # Called by the ConnectionProtocol, on asyncio, from the event loop.
+
+    def _data_received(self, data: bytes) -> None:
+        machine = self._machine
+        assert machine is not None
+        if machine.eof_received:
+            return
+        try:
+            machine.receive_data(data)
+            self._process()
+        except Exception:  # pragma: no cover  # as in _reader(): not the event loop's problem
+            self.logger.exception("unexpected error while processing received data")
+            self._fail(CloseCode.INTERNAL_ERROR, "")
+        if self._queue_full():
+            assert self._protocol is not None
+            self._protocol.pause_reading()
+            self._wake_reader()
+        elif machine.close_transport_now():
+            self._wake_reader()
+
+    def _transport_eof(self) -> None:
+        machine = self._machine
+        assert machine is not None
+        if not machine.eof_received:
+            self._eof_received()
+            self._process()
+        self._wake_reader()
+
+    def _transport_lost(self, exc: Exception | None) -> None:
+        machine = self._machine
+        assert machine is not None
+        if not machine.eof_received:
+            if exc is None:
+                self._eof_received()
+            else:
+                self._connection_lost(exc)
+            self._process()
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        if self._reader_wakeup is not None:
+            self._reader_wakeup.set()
 
     def _eof_received(self) -> None:
         machine = self._machine
@@ -909,7 +981,7 @@ class WebSocketConnection:
             self._after_state_change()
 
     def _pong_received(self, pong: Pong) -> None:
-        now = anyio.current_time()
+        now = self._waits.current_time()
         for payload in pong.acked:
             entry = self._pings.pop(payload, None)
             if entry is None:
@@ -921,8 +993,6 @@ class WebSocketConnection:
             waiter._resolve(latency)
 
     async def _writer(self) -> None:
-        stream = self._stream
-        sock = self._eager_socket
         io_errors = self._waits.io_errors
         try:
             with self._writer_scope:
@@ -945,10 +1015,7 @@ class WebSocketConnection:
                     data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
                     self._write_interrupted = True
                     try:
-                        if sock is None:
-                            await stream.send(data)
-                        else:
-                            await self._send_all(sock, data)
+                        await self._write(data)
                     except io_errors as exc:
                         self._connection_lost(exc)
                         self._after_state_change()
@@ -991,6 +1058,15 @@ class WebSocketConnection:
             else:
                 queued = len(outbox)
                 idle_passes = 0
+
+    async def _write(self, data: bytes) -> None:
+        """Write ``data`` the fastest way the stream allows."""
+        if self._eager_socket is not None:
+            await self._send_all(self._eager_socket, data)
+        elif self._protocol is not None:
+            await self._protocol.send(data)
+        else:
+            await self._stream.send(data)
 
     async def _send_all(self, sock: socket.socket, data: bytes) -> None:
         """Write ``data`` to ``sock`` as trio's ``send_all`` would, without
@@ -1035,7 +1111,7 @@ class WebSocketConnection:
             return
 
     def _heartbeat_wait(self, seconds: float) -> anyio.CancelScope:
-        scope = anyio.CancelScope(deadline=anyio.current_time() + seconds)
+        scope = anyio.CancelScope(deadline=self._waits.current_time() + seconds)
         if self._heartbeat_stopped:
             scope.cancel()
         self._heartbeat_scope = scope
@@ -1050,7 +1126,7 @@ class WebSocketConnection:
         """When closing must be over: the deadline set when closing began, or
         ``close_timeout`` from now if it began without one (EOF, a crash)."""
         if self._closing_deadline == math.inf and self.close_timeout is not None:
-            return anyio.current_time() + self.close_timeout
+            return self._waits.current_time() + self.close_timeout
         return self._closing_deadline
 
     async def _go_away(self) -> None:
@@ -1068,7 +1144,7 @@ class WebSocketConnection:
         deadline = self._close_deadline()
         self._writer_scope.cancel()
         self._stop_heartbeat()
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+        with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
             # The stream has one writer at a time: wait for ours to stop.
             await self._writer_exited.wait()
             if self._write_interrupted or machine.eof_received:
@@ -1081,7 +1157,7 @@ class WebSocketConnection:
                 data = b"".join(self._outbox)
                 self._outbox = []
                 try:
-                    await self._stream.send(data)
+                    await self._write(data)
                 except self._waits.io_errors as exc:
                     self._connection_lost(exc)
                     self._after_state_change()
@@ -1099,15 +1175,23 @@ class WebSocketConnection:
             deadline = self._close_deadline()
             if (self._outbox or self._unsent) and not self._writer_exited.is_set():
                 self._flushed = self._waits.new_wakeup()
-                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
                     await self._flushed.wait()
             self._writer_scope.cancel()
             self._stop_heartbeat()
+            if self._protocol is not None:
+                # Closing aborts the transport: let a direct write that it
+                # buffered go out first.
+                with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
+                    try:
+                        await self._protocol.wait_drained()
+                    except self._waits.io_errors:
+                        pass
             if self._eager_write is not None:
                 # A plain socket closes at once: no need for a deadline.
                 await self._stream.aclose()
             else:
-                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
                     await self._stream.aclose()
             if machine.state is not State.CLOSED or not machine.eof_received:
                 machine.receive_eof()
@@ -1227,34 +1311,6 @@ def _eager_socket(stream: anyio.abc.ByteStream, sock: socket.socket | None) -> s
     if type(sock) is socket.socket and not sock.getblocking():
         return sock
     return None
-
-
-def _eager_transport_write(stream: anyio.abc.ByteStream) -> Callable[[bytes], int] | None:
-    """On asyncio, a function that writes to the transport under anyio's
-    socket stream directly, if that is safe now, and says how much it took.
-
-    The transport is what anyio's ``send()`` writes to, minus a task switch
-    and two checkpoints. Safe only while nothing is buffered in it (anyio
-    sets its high-water mark to 0, so then writing is not paused either):
-    what we write then goes out first, and if it does not all go out at
-    once, the transport pauses and the writer task's next ``send()`` waits
-    for it to drain, before writing anything more, and before closing.
-    """
-    transport = getattr(stream, "_transport", None)
-    if (
-        type(stream).__module__ != "anyio._backends._asyncio"
-        or not isinstance(transport, asyncio.Transport)
-        or not callable(getattr(transport, "get_write_buffer_size", None))
-    ):
-        return None
-
-    def write(data: bytes) -> int:
-        if transport.get_write_buffer_size() or transport.is_closing():
-            return 0
-        transport.write(data)
-        return len(data)
-
-    return write
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:
