@@ -1063,6 +1063,53 @@ async def test_compression_option(compression: str | trio_ws.DeflateConfig | Non
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("client_compression", "offer", "response", "client_window"),
+    [
+        # Both defaults: a 4 KiB window each way.
+        (
+            "deflate",
+            "permessage-deflate; client_max_window_bits=12",
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+            12,
+        ),
+        # A client that lets the server choose, as browsers do, keeps its own.
+        (
+            trio_ws.DeflateConfig(),
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate; server_max_window_bits=12",
+            15,
+        ),
+    ],
+)
+async def test_default_compression_uses_small_windows(
+    client_compression: str | trio_ws.DeflateConfig, offer: str, response: str, client_window: int
+) -> None:
+    windows: list[tuple[int, int]] = []
+    message = '{"id": 1, "values": [1, 2, 3]}' * 1000
+
+    async def handler(ws: WebSocketConnection) -> None:
+        assert ws.extension is not None
+        windows.append((ws.extension._local_wbits, ws.extension._remote_wbits))
+        await echo(ws)
+
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            serving(handler) as server,
+            trio_ws.open_websocket_url(
+                f"ws://127.0.0.1:{server.port}/", compression=client_compression
+            ) as ws,
+        ):
+            await ws.send(message)
+            assert await ws.recv() == message
+            assert ws.request.headers["Sec-WebSocket-Extensions"] == offer
+            assert ws.response.headers["Sec-WebSocket-Extensions"] == response
+            assert ws.extension is not None
+            assert (ws.extension._local_wbits, ws.extension._remote_wbits) == (client_window, 12)
+    assert windows == [(12, client_window)]
+
+
+@pytest.mark.anyio
 async def test_server_without_compression_accepts_a_client_offering_it() -> None:
     with anyio.fail_after(TIMEOUT):
         async with (

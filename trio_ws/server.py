@@ -122,7 +122,7 @@ class _ServerOptions:
         if server_header is not None:
             Headers([("Server", server_header)])
         self.server_header = server_header
-        self.compression: DeflateConfig | None = compression_config(compression)
+        self.compression: DeflateConfig | None = compression_config(compression, server=True)
         if open_timeout is not None and open_timeout <= 0:
             raise ValueError("open_timeout must be > 0 or None")
         self.open_timeout = open_timeout
@@ -464,7 +464,9 @@ async def serve_websocket(
             a request without one); others get 403.
         additional_headers: extra headers for the 101 response.
         server_header: the ``Server`` header value; None sends none.
-        compression: ``"deflate"`` (default), a ``DeflateConfig``, or None.
+        compression: ``"deflate"`` (default: permessage-deflate, compressing
+            with a 12-bit window, any window from the client), a
+            ``DeflateConfig``, or None.
         open_timeout: seconds a client has to complete the handshake.
         create_connection: a connection factory (a subclass, or a partial).
         max_size, max_queue, write_limit, ping_interval, ping_timeout,

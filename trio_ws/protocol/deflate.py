@@ -108,9 +108,12 @@ class DeflateConfig:
     """What one side is willing to do for permessage-deflate.
 
     Pass it as ``compression=DeflateConfig(...)``; ``compression="deflate"``
-    means ``DeflateConfig()``. The same fields read slightly differently for
-    a client (what it asks for) and a server (what it imposes), per
-    RFC 7692 §7.1:
+    means ``DeflateConfig(client_max_window_bits=12)`` for a client and
+    ``DeflateConfig(server_max_window_bits=12)`` for a server: a 4 KiB window
+    each way (when both sides are trio_ws), a third less CPU time and under
+    a quarter of the memory of zlib's 32 KiB, for output about 10% larger.
+    The same fields read slightly differently for a client (what it asks
+    for) and a server (what it imposes), per RFC 7692 §7.1:
 
     Attributes:
         server_no_context_takeover: the server compresses each message on its
