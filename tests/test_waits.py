@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from trio_ws._tasks import create_task_group, running_on_trio
-from trio_ws._waits import wait_functions
+from trio_ws._waits import Latch, wait_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -93,6 +93,34 @@ async def test_wakeup_refuses_a_second_waiter() -> None:
         with pytest.raises(RuntimeError, match="already waiting"):
             await wakeup.wait()
         wakeup.set()  # let the first waiter go
+
+
+async def test_latch_wakes_every_waiter_and_stays_set() -> None:
+    latch = Latch()
+    assert not latch.is_set()
+    woken: list[int] = []
+
+    async def waiter(number: int) -> None:
+        await latch.wait()
+        woken.append(number)
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as task_group:
+            for number in range(3):
+                task_group.start_soon(waiter, number)
+            # A waiter that gives up leaves the latch as it was for the others.
+            with anyio.move_on_after(0.01) as scope:
+                await latch.wait()
+            assert scope.cancelled_caught
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            latch.set()
+        assert sorted(woken) == [0, 1, 2]
+        assert latch.is_set()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(anyio.get_cancelled_exc_class()):
+                await latch.wait()  # set, and still a checkpoint
 
 
 async def test_sleep_forever_ends_only_by_cancellation() -> None:

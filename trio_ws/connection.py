@@ -63,7 +63,7 @@ import anyio.lowlevel
 from ._asyncio_protocol import ConnectionProtocol, take_over
 from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
 from ._tasks import TaskGroup, TaskStarter, create_task_group, running_on_trio
-from ._waits import Wakeup, wait_functions
+from ._waits import CancelScope, Latch, Wakeup, wait_functions
 from .exceptions import (
     OK_CLOSE_CODES as _OK_CLOSE_CODES,
 )
@@ -273,9 +273,9 @@ class WebSocketConnection:
         self._fragmenting = False  # a fragmented message is being sent
         self._fragment_done: anyio.Event | None = None
         self._pings: dict[bytes, tuple[float, PongWaiter]] = {}
-        self._reader_scope = anyio.CancelScope()
-        self._writer_scope = anyio.CancelScope()
-        self._heartbeat_scope: anyio.CancelScope | None = None  # one per wait
+        self._reader_scope = self._waits.cancel_scope()
+        self._writer_scope = self._waits.cancel_scope()
+        self._heartbeat_scope: CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
         # Until _start(), the stream's socket, if it has one.
         self._eager_socket: socket.socket | None = raw_socket
@@ -286,7 +286,7 @@ class WebSocketConnection:
         self._write_interrupted = False  # the writer died in the middle of a write
         self._closing_deadline = math.inf
         self._close_requested = False  # aclose() was called
-        self._closed = anyio.Event()
+        self._closed = Latch()
         self._transport_error: BaseException | None = None
 
     @staticmethod
@@ -1110,8 +1110,8 @@ class WebSocketConnection:
                 self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             return
 
-    def _heartbeat_wait(self, seconds: float) -> anyio.CancelScope:
-        scope = anyio.CancelScope(deadline=self._waits.current_time() + seconds)
+    def _heartbeat_wait(self, seconds: float) -> CancelScope:
+        scope = self._waits.cancel_scope(deadline=self._waits.current_time() + seconds)
         if self._heartbeat_stopped:
             scope.cancel()
         self._heartbeat_scope = scope
