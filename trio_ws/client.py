@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import math
 import os
 import random
 import socket
@@ -30,6 +29,7 @@ import anyio
 import anyio.abc
 
 from ._streams import RECEIVE_SIZE, as_byte_stream
+from ._tasks import move_on_after
 from ._url import WebSocketURI, parse_uri
 from .connection import ConnectionContext, WebSocketConnection, leave_block
 from .exceptions import InvalidHandshake, InvalidStatus, InvalidURI
@@ -312,9 +312,7 @@ async def _connect(
 ) -> WebSocketConnection:
     """Open a connection to ``uri``, following redirects, within ``open_timeout``."""
     # anyio.fail_after() without its two generator-based context managers.
-    timeout = options.open_timeout
-    deadline = math.inf if timeout is None else anyio.current_time() + timeout
-    with anyio.CancelScope(deadline=deadline):
+    with move_on_after(options.open_timeout):
         return await _connect_in_time(uri, ssl, options)
     # Only our deadline cancels this scope.
     raise TimeoutError

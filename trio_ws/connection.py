@@ -62,7 +62,15 @@ import anyio.abc
 import anyio.lowlevel
 
 from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
-from ._tasks import TaskGroup, TaskStarter, create_task_group, running_on_trio
+from ._tasks import (
+    CancelScope,
+    TaskGroup,
+    TaskStarter,
+    cancel_scope,
+    create_task_group,
+    move_on_after,
+    running_on_trio,
+)
 from ._waits import Wakeup, wait_functions
 from .exceptions import (
     OK_CLOSE_CODES as _OK_CLOSE_CODES,
@@ -270,9 +278,9 @@ class WebSocketConnection:
         self._fragmenting = False  # a fragmented message is being sent
         self._fragment_done: anyio.Event | None = None
         self._pings: dict[bytes, tuple[float, PongWaiter]] = {}
-        self._reader_scope = anyio.CancelScope()
-        self._writer_scope = anyio.CancelScope()
-        self._heartbeat_scope: anyio.CancelScope | None = None  # one per wait
+        self._reader_scope = cancel_scope()
+        self._writer_scope = cancel_scope()
+        self._heartbeat_scope: CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
         # Until _start(), the stream's socket, if it has one.
         self._eager_socket: socket.socket | None = raw_socket
@@ -1034,8 +1042,8 @@ class WebSocketConnection:
                 self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             return
 
-    def _heartbeat_wait(self, seconds: float) -> anyio.CancelScope:
-        scope = anyio.CancelScope(deadline=anyio.current_time() + seconds)
+    def _heartbeat_wait(self, seconds: float) -> CancelScope:
+        scope = move_on_after(seconds)
         if self._heartbeat_stopped:
             scope.cancel()
         self._heartbeat_scope = scope
@@ -1068,7 +1076,7 @@ class WebSocketConnection:
         deadline = self._close_deadline()
         self._writer_scope.cancel()
         self._stop_heartbeat()
-        with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+        with move_on_after(max(0.0, deadline - anyio.current_time())):
             # The stream has one writer at a time: wait for ours to stop.
             await self._writer_exited.wait()
             if self._write_interrupted or machine.eof_received:
@@ -1093,13 +1101,13 @@ class WebSocketConnection:
         """Flush what is queued (bounded), close the stream, stop the tasks."""
         machine = self._machine
         assert machine is not None
-        with anyio.CancelScope(shield=True):
+        with cancel_scope(shield=True):
             if torn_down:
                 await self._go_away()
             deadline = self._close_deadline()
             if (self._outbox or self._unsent) and not self._writer_exited.is_set():
                 self._flushed = self._waits.new_wakeup()
-                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                with move_on_after(max(0.0, deadline - anyio.current_time())):
                     await self._flushed.wait()
             self._writer_scope.cancel()
             self._stop_heartbeat()
@@ -1107,7 +1115,7 @@ class WebSocketConnection:
                 # A plain socket closes at once: no need for a deadline.
                 await self._stream.aclose()
             else:
-                with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                with move_on_after(max(0.0, deadline - anyio.current_time())):
                     await self._stream.aclose()
             if machine.state is not State.CLOSED or not machine.eof_received:
                 machine.receive_eof()
@@ -1177,7 +1185,7 @@ async def leave_block(
         code = CloseCode.GOING_AWAY
     try:
         if connection is not None:
-            with anyio.CancelScope(shield=True):
+            with cancel_scope(shield=True):
                 await connection.aclose(code)
     finally:
         try:

@@ -30,7 +30,7 @@ import anyio.streams.stapled
 from anyio.streams.tls import TLSStream
 
 from ._streams import RECEIVE_SIZE, as_byte_stream
-from ._tasks import TaskStarter, create_task_group
+from ._tasks import TaskStarter, cancel_scope, create_task_group, move_on_after
 from .client import Compression, _task_group, compression_config
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, InvalidHandshake
@@ -361,7 +361,7 @@ class WebSocketServer:
     async def _open(self, stream: anyio.abc.ByteStream) -> WebSocketConnection | None:
         # open_timeout covers the TLS handshake too: a client that connects
         # and says nothing must not hold a task and a socket forever.
-        with anyio.move_on_after(self._options.open_timeout) as timeout:
+        with move_on_after(self._options.open_timeout) as timeout:
             try:
                 if self.ssl_context is not None:
                     stream = await TLSStream.wrap(
@@ -418,7 +418,7 @@ async def run_handler(connection: _ConnT, handler: Handler[_ConnT]) -> None:
             code = CloseCode.GOING_AWAY
             raise
         finally:
-            with anyio.CancelScope(shield=True):
+            with cancel_scope(shield=True):
                 await connection.aclose(code)
 
 
