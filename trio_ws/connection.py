@@ -172,6 +172,7 @@ class WebSocketConnection:
         "_fragmenting",
         "_heartbeat_scope",
         "_heartbeat_stopped",
+        "_heartbeat_wakeup",
         "_id",
         "_logger",
         "_machine",
@@ -282,6 +283,7 @@ class WebSocketConnection:
         self._writer_scope = cancel_scope()
         self._heartbeat_scope: CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
+        self._heartbeat_wakeup: Wakeup | None = None  # while waiting to ping
         # Until _start(), the stream's socket, if it has one.
         self._eager_socket: socket.socket | None = raw_socket
         self._eager_write: Callable[[bytes], int] | None = None
@@ -769,7 +771,7 @@ class WebSocketConnection:
             if self._recv_waiter is not None:
                 self._recv_waiter.set()
             self._abort_pings()
-            if machine.close_transport_now():
+            if machine.close_transport_now() and not self._reader_scope.cancel_called:
                 self._reader_scope.cancel()
 
     def _abort_pings(self) -> None:
@@ -941,6 +943,8 @@ class WebSocketConnection:
                             self._flushed.set()
                         self._writer_wakeup = wakeup = self._waits.new_wakeup()
                         await wakeup.wait()
+                        if self._writer_wakeup is not wakeup:
+                            return  # _stop_writer() took the wakeup away
                         self._writer_wakeup = None
                         continue
                     if self._streaming:
@@ -1015,13 +1019,18 @@ class WebSocketConnection:
     async def _heartbeat(self) -> None:
         # Each wait runs in a cancel scope of its own whose deadline is the
         # timer, and which _stop_heartbeat() cancels: one scope at a time, not
-        # a scope to stop the task plus one inside every sleep.
+        # a scope to stop the task plus one inside every sleep. The wait for
+        # the next ping, where the heartbeat spends its life, is a wakeup that
+        # _stop_heartbeat() sets instead: returning from a wait is cheaper
+        # than raising a cancellation through it.
         interval = self.ping_interval
         assert interval is not None
         closed = self._closed
         while True:
             with self._heartbeat_wait(interval):
-                await self._waits.sleep_forever()  # until the next ping is due
+                self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
+                await wakeup.wait()  # until the next ping is due
+            self._heartbeat_wakeup = None
             if self._heartbeat_stopped or closed.is_set():
                 return
             try:
@@ -1051,8 +1060,22 @@ class WebSocketConnection:
 
     def _stop_heartbeat(self) -> None:
         self._heartbeat_stopped = True
-        if self._heartbeat_scope is not None:
+        wakeup = self._heartbeat_wakeup
+        if wakeup is not None:
+            self._heartbeat_wakeup = None
+            wakeup.set()
+        elif self._heartbeat_scope is not None and not self._heartbeat_scope.cancel_called:
             self._heartbeat_scope.cancel()
+
+    def _stop_writer(self) -> None:
+        """Stop the writer: an idle one is woken to return, which is cheaper
+        than raising a cancellation through it; a busy one is cancelled."""
+        wakeup = self._writer_wakeup
+        if wakeup is not None and not self._outbox:
+            self._writer_wakeup = None  # no more direct writes either
+            wakeup.set()
+        elif not self._writer_scope.cancel_called:
+            self._writer_scope.cancel()
 
     def _close_deadline(self) -> float:
         """When closing must be over: the deadline set when closing began, or
@@ -1109,7 +1132,7 @@ class WebSocketConnection:
                 self._flushed = self._waits.new_wakeup()
                 with move_on_after(max(0.0, deadline - anyio.current_time())):
                     await self._flushed.wait()
-            self._writer_scope.cancel()
+            self._stop_writer()
             self._stop_heartbeat()
             if self._eager_write is not None:
                 # A plain socket closes at once: no need for a deadline.
@@ -1187,6 +1210,11 @@ async def leave_block(
         if connection is not None:
             with cancel_scope(shield=True):
                 await connection.aclose(code)
+            if exc is None:
+                # A scope around the block that was cancelled while the close
+                # was shielded (a deadline that expired meanwhile) takes
+                # effect here, whether or not our tasks are still finishing.
+                await connection._waits.checkpoint_if_cancelled()
     finally:
         try:
             await task_group.__aexit__(None, None, None)
