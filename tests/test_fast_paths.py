@@ -6,17 +6,20 @@ what was sent, in order, and a busy connection never starves other tasks."""
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 import trustme
 
 import trio_ws
 from tests.io_helpers import echo, serving
-from trio_ws import WebSocketConnection
+from trio_ws import State, WebSocketConnection
+from trio_ws._streams import close_socket
 from trio_ws._waits import ASYNCIO_YIELD_EVERY
 
 pytestmark = pytest.mark.anyio
@@ -198,3 +201,56 @@ async def test_a_stream_of_small_messages_is_gathered_into_fewer_writes() -> Non
             assert CountingConnection.writes == before + 1
     assert received[:count] == [i.to_bytes(4, "big") for i in range(count)]
     assert writes < count / 2, writes
+
+
+async def test_the_side_that_closes_tcp_closes_a_plain_socket_at_once(
+    anyio_backend: tuple[str, Any],
+) -> None:
+    # The server closes TCP once it has answered the client's close frame. On
+    # trio, over a plain socket, the reader does that in the same step as it
+    # reads the close frame, with nothing to wait for: by the time the
+    # handler sees the close, the connection is closed.
+    seen: list[State] = []
+    handled = anyio.Event()
+
+    async def handler(ws: WebSocketConnection) -> None:
+        async for _ in ws:
+            pass
+        seen.append(ws.state)
+        handled.set()
+
+    with anyio.fail_after(10):
+        async with serving(handler) as server:
+            async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
+                await ws.send("hi")
+            assert ws.state is State.CLOSED
+            assert ws.close_code == 1000
+            await handled.wait()
+    if anyio_backend[0] == "trio":
+        assert seen == [State.CLOSED]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_close_socket_wakes_a_task_waiting_on_the_socket() -> None:
+    import trio
+
+    near, far = socket.socketpair()
+    near.setblocking(False)
+    stream = await anyio.abc.SocketStream.from_socket(near)
+    woken: list[str] = []
+
+    async def wait() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await trio.lowlevel.wait_readable(near)
+        woken.append("closed")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            close_socket(near)
+    assert woken == ["closed"]
+    assert near.fileno() == -1
+    await stream.aclose()  # nothing left to close
+    assert far.recv(1) == b""  # the peer sees EOF
+    far.close()

@@ -61,7 +61,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
+from ._streams import RECEIVE_SIZE, as_byte_stream, close_socket, peer_addresses
 from ._tasks import (
     CancelScope,
     TaskGroup,
@@ -1124,32 +1124,45 @@ class WebSocketConnection:
         """Flush what is queued (bounded), close the stream, stop the tasks."""
         machine = self._machine
         assert machine is not None
-        with cancel_scope(shield=True):
-            if torn_down:
-                await self._go_away()
-            deadline = self._close_deadline()
-            if (self._outbox or self._unsent) and not self._writer_exited.is_set():
-                self._flushed = self._waits.new_wakeup()
-                with move_on_after(max(0.0, deadline - anyio.current_time())):
-                    await self._flushed.wait()
+        sock = self._eager_socket
+        must_flush = (self._outbox or self._unsent) and not self._writer_exited.is_set()
+        if sock is not None and not torn_down and not must_flush:
+            # A plain socket with nothing left to send closes at once, as its
+            # stream would close it: nothing to wait for, so no scope either.
             self._stop_writer()
             self._stop_heartbeat()
-            if self._eager_write is not None:
-                # A plain socket closes at once: no need for a deadline.
+            close_socket(sock)
+        else:
+            with cancel_scope(shield=True):
+                if torn_down:
+                    await self._go_away()
+                await self._flush_and_close_stream()
+        if machine.state is not State.CLOSED or not machine.eof_received:
+            machine.receive_eof()
+        self._closed.set()
+        self._after_state_change()
+        if self._recv_waiter is not None:
+            self._recv_waiter.set()
+        if self._send_room is not None:
+            self._send_room.set()
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection closed: %s", self._closed_error())
+
+    async def _flush_and_close_stream(self) -> None:
+        """Let the writer flush (bounded), stop the tasks, close the stream."""
+        deadline = self._close_deadline()
+        if (self._outbox or self._unsent) and not self._writer_exited.is_set():
+            self._flushed = self._waits.new_wakeup()
+            with move_on_after(max(0.0, deadline - anyio.current_time())):
+                await self._flushed.wait()
+        self._stop_writer()
+        self._stop_heartbeat()
+        if self._eager_write is not None:
+            # A plain socket closes at once: no need for a deadline.
+            await self._stream.aclose()
+        else:
+            with move_on_after(max(0.0, deadline - anyio.current_time())):
                 await self._stream.aclose()
-            else:
-                with move_on_after(max(0.0, deadline - anyio.current_time())):
-                    await self._stream.aclose()
-            if machine.state is not State.CLOSED or not machine.eof_received:
-                machine.receive_eof()
-            self._closed.set()
-            self._after_state_change()
-            if self._recv_waiter is not None:
-                self._recv_waiter.set()
-            if self._send_room is not None:
-                self._send_room.set()
-            if self._logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug("connection closed: %s", self._closed_error())
 
 
 class ConnectionContext:
@@ -1253,12 +1266,17 @@ def _byte_view(data: BytesLike) -> BytesLike:
 def _eager_socket(stream: anyio.abc.ByteStream, sock: socket.socket | None) -> socket.socket | None:
     """The socket ``_flush_machine`` may write to directly, if any.
 
-    Only a plain TCP or UNIX stream on trio qualifies: there anyio's stream is
-    a thin layer over a non-blocking socket, with no buffer of its own that a
-    direct write could overtake. On asyncio the transport owns the socket and
-    may hold buffered bytes; a TLS stream must encrypt.
+    Only anyio's own plain TCP or UNIX stream on trio qualifies: there the
+    stream is a thin layer over a non-blocking socket, with no buffer of its
+    own that a direct write could overtake, and closing it closes the socket
+    and nothing else. On asyncio the transport owns the socket and may hold
+    buffered bytes; a TLS stream must encrypt.
     """
-    if not isinstance(stream, anyio.abc.SocketStream) or not running_on_trio():
+    if (
+        not isinstance(stream, anyio.abc.SocketStream)
+        or type(stream).__module__ != "anyio._backends._trio"
+        or not running_on_trio()
+    ):
         return None
     if type(sock) is socket.socket and not sock.getblocking():
         return sock
