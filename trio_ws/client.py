@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import anyio.abc
 
-from ._streams import RECEIVE_SIZE, as_byte_stream
+from ._streams import as_byte_stream
 from ._tasks import move_on_after
 from ._url import WebSocketURI, parse_uri
 from .connection import ConnectionContext, WebSocketConnection, leave_block
@@ -283,10 +283,10 @@ async def _handshake(
     connection.request = handshake.request
     eof = False
     try:
-        await stream.send(handshake.data_to_send())
+        await connection._send_handshake(handshake.data_to_send())
         while not handshake.complete:
             try:
-                data = await stream.receive(RECEIVE_SIZE)
+                data = await connection._receive_handshake()
             except anyio.EndOfStream:
                 eof = True
                 handshake.receive_eof()

@@ -284,8 +284,9 @@ class WebSocketConnection:
         self._heartbeat_scope: CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
         self._heartbeat_wakeup: Wakeup | None = None  # while waiting to ping
-        # Until _start(), the stream's socket, if it has one.
-        self._eager_socket: socket.socket | None = raw_socket
+        # The stream's socket, if the opening handshake and then the tasks
+        # may read and write it directly.
+        self._eager_socket: socket.socket | None = _eager_socket(self._stream, raw_socket)
         self._eager_write: Callable[[bytes], int] | None = None
         self._writer_exited = self._waits.new_wakeup()
         self._write_interrupted = False  # the writer died in the middle of a write
@@ -418,6 +419,41 @@ class WebSocketConnection:
             # Frames that arrived in the same read as the handshake.
             machine.receive_data(trailing_data)
             self._process()
+
+    async def _receive_handshake(self) -> bytes:
+        """Read the next bytes of the opening handshake, as ``stream.receive()``
+        would: EndOfStream at EOF, BrokenResourceError if the connection is
+        lost. A plain socket is read directly, and then only waiting is a
+        schedule point."""
+        sock = self._eager_socket
+        if sock is None:
+            return await self._stream.receive(RECEIVE_SIZE)
+        await self._waits.checkpoint_if_cancelled()
+        while True:
+            try:
+                data = sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                await self._waits.wait_readable(sock)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def _send_handshake(self, data: bytes) -> None:
+        """Write the opening handshake's request or response, as
+        ``stream.send()`` would; directly to a plain socket, as
+        :meth:`_receive_handshake` reads it."""
+        sock = self._eager_socket
+        if sock is None:
+            await self._stream.send(data)
+            return
+        await self._waits.checkpoint_if_cancelled()
+        try:
+            await self._send_all(sock, data)
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
 
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""

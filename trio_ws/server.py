@@ -29,7 +29,7 @@ import anyio.abc
 import anyio.streams.stapled
 from anyio.streams.tls import TLSStream
 
-from ._streams import RECEIVE_SIZE, as_byte_stream
+from ._streams import as_byte_stream
 from ._tasks import TaskStarter, cancel_scope, create_task_group, move_on_after
 from .client import Compression, _task_group, compression_config
 from .connection import WebSocketConnection
@@ -147,7 +147,7 @@ async def _server_handshake(
     handshake = ServerHandshake(max_header_size=options.max_header_size)
     while handshake.request is None and handshake.error is None:
         try:
-            data = await stream.receive(RECEIVE_SIZE)
+            data = await connection._receive_handshake()
         except anyio.EndOfStream:
             handshake.receive_eof()
         else:
@@ -169,7 +169,7 @@ async def _server_handshake(
         )
         handshake.send_response(response)
     connection.response = response
-    await stream.send(handshake.data_to_send())
+    await connection._send_handshake(handshake.data_to_send())
     if response.status_code != 101:
         return None
     connection._open(handshake)
