@@ -798,7 +798,10 @@ class WebSocketConnection:
             return
         if self._closing_deadline == math.inf and self.close_timeout is not None:
             self._closing_deadline = anyio.current_time() + self.close_timeout
-            self._reader_scope.deadline = self._closing_deadline
+            if not machine.close_transport_now():
+                # The reader waits for the rest of the closing handshake, at
+                # most until then. (If it is over, the reader stops below.)
+                self._reader_scope.deadline = self._closing_deadline
         if self._reader_resume is not None:
             self._reader_resume.set()
         if self._send_room is not None:

@@ -44,7 +44,7 @@ from .protocol.handshake import (
     make_response,
     select_subprotocol,
 )
-from .protocol.machine import Role
+from .protocol.machine import Role, State
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -418,8 +418,13 @@ async def run_handler(connection: _ConnT, handler: Handler[_ConnT]) -> None:
             code = CloseCode.GOING_AWAY
             raise
         finally:
-            with cancel_scope(shield=True):
+            if connection.state is State.CLOSED:
+                # The peer closed first: nothing left to wait for, so no
+                # shield either.
                 await connection.aclose(code)
+            else:
+                with cancel_scope(shield=True):
+                    await connection.aclose(code)
 
 
 async def serve_websocket(
