@@ -31,6 +31,7 @@ import anyio.abc
 from ._streams import as_byte_stream
 from ._tasks import move_on_after
 from ._url import WebSocketURI, parse_uri
+from ._waits import wait_functions
 from .connection import ConnectionContext, WebSocketConnection, leave_block
 from .exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from .protocol.deflate import DeflateConfig
@@ -244,7 +245,7 @@ async def _connect_ip(family: socket.AddressFamily, host: str, port: int) -> any
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         error = sock.connect_ex((host, port))
         if error in (errno.EINPROGRESS, errno.EWOULDBLOCK):
-            await anyio.wait_writable(sock)
+            await wait_functions().wait_writable(sock)
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if error:
             # trio's message; the errno makes it a ConnectionRefusedError...

@@ -234,9 +234,7 @@ class WebSocketConnection:
         self.role: Role = role
         self._id: uuid.UUID | None = None
         # The adapter is made on first use: most connections never log.
-        self._logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(
-            f"trio_ws.{role.value}"
-        )
+        self._logger: logging.Logger | logging.LoggerAdapter[Any] = logger or _ROLE_LOGGERS[role]
         self.max_size: int | None = max_size
         self.max_queue: int | None = max_queue
         self.write_limit: int | None = write_limit
@@ -1284,6 +1282,10 @@ class _ConnectionLogger(logging.LoggerAdapter[Any]):
     """The adapter :attr:`WebSocketConnection.logger` makes on first use."""
 
 
+#: Each role's logger, looked up once: getLogger() takes a lock.
+_ROLE_LOGGERS = {role: logging.getLogger(f"trio_ws.{role.value}") for role in Role}
+
+
 #: How many scheduler passes, at most, the writer waits for a streaming
 #: sender to queue more frames, and how many bytes are enough to write at once.
 _GATHER_PASSES = 16
@@ -1351,7 +1353,9 @@ def _eager_transport_write(stream: anyio.abc.ByteStream) -> Callable[[bytes], in
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if value is None:
+    # Every connection checks its six options, most often plain numbers in
+    # range: settle those with one type test (bool is not int here).
+    if value is None or ((type(value) is float or type(value) is int) and value > 0):
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number or None, not {value!r}")
