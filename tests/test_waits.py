@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from trio_ws._tasks import cancel_scope, create_task_group, move_on_after, running_on_trio
-from trio_ws._waits import wait_functions
+from trio_ws._waits import new_event, wait_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -223,3 +223,27 @@ async def test_a_deadline_set_inside_the_scope_still_expires() -> None:
             await anyio.sleep_forever()
     assert scope.cancelled_caught
     scope.cancel()  # idempotent once done
+
+
+async def test_events_are_the_backends_own(anyio_backend: tuple[str, object]) -> None:
+    expected = trio.Event if anyio_backend[0] == "trio" else anyio.Event
+    assert isinstance(new_event(), expected)
+
+
+async def test_an_event_wakes_every_waiter() -> None:
+    event = new_event()
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await event.wait()
+        woken.append(n)
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as tg:
+            for n in range(3):
+                tg.start_soon(waiter, n)
+            await anyio.wait_all_tasks_blocked()
+            assert not event.is_set()
+            event.set()
+        await event.wait()  # sticky
+    assert sorted(woken) == [0, 1, 2]

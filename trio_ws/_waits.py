@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     import trio
 
-__all__ = ["Wakeup", "Waits", "wait_functions"]
+__all__ = ["Event", "Wakeup", "Waits", "new_event", "wait_functions"]
 
 
 class Wakeup(Protocol):
@@ -42,6 +42,21 @@ class Wakeup(Protocol):
     def set(self) -> None: ...
 
     def wait(self) -> Awaitable[Any]: ...
+
+
+class Event(Wakeup, Protocol):
+    """A one-shot event for any number of waiting tasks."""
+
+
+def new_event() -> Event:
+    """A new event: trio's own on trio, where anyio's wraps one, made through
+    a lookup of the running backend, with a call of its own for every use;
+    anyio's elsewhere."""
+    if running_on_trio():
+        import trio
+
+        return trio.Event()
+    return anyio.Event()
 
 
 class Waits(NamedTuple):

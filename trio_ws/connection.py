@@ -71,7 +71,7 @@ from ._tasks import (
     move_on_after,
     running_on_trio,
 )
-from ._waits import Wakeup, wait_functions
+from ._waits import Wakeup, new_event, wait_functions
 from .exceptions import (
     OK_CLOSE_CODES as _OK_CLOSE_CODES,
 )
@@ -290,7 +290,7 @@ class WebSocketConnection:
         self._write_interrupted = False  # the writer died in the middle of a write
         self._closing_deadline = math.inf
         self._close_requested = False  # aclose() was called
-        self._closed = anyio.Event()
+        self._closed = new_event()
         self._transport_error: BaseException | None = None
 
     @staticmethod
