@@ -597,6 +597,36 @@ async def test_writer_coalesces_frames_queued_while_it_is_busy() -> None:
     assert [f.opcode for f in parse_frames(writes[1])] == [Opcode.TEXT] * 3 + [Opcode.PING]
 
 
+@pytest.mark.anyio
+async def test_closing_wakes_the_idle_writer_and_heartbeat_instead_of_cancelling_them() -> None:
+    """Idle when the connection closes, they are woken and return: cheaper
+    than raising a cancellation through them."""
+    async with open_connection_pair() as pair:
+        await pair.client.send("x")
+        with anyio.fail_after(TIMEOUT):
+            assert await pair.server.recv() == "x"
+            await pair.client.aclose()
+            await pair.server.wait_closed()
+            await anyio.wait_all_tasks_blocked()
+        for ws in (pair.client, pair.server):
+            assert ws._writer_exited.is_set()
+            assert not ws._writer_scope.cancel_called
+            assert ws._heartbeat_scope is not None
+            assert not ws._heartbeat_scope.cancel_called
+
+
+@pytest.mark.anyio
+async def test_closing_still_cancels_a_writer_stuck_in_a_write() -> None:
+    async with open_connection_pair(client_options={"close_timeout": 0.05}) as pair:
+        pair.client_stream.pause_writes()
+        await pair.client.send("never read")
+        with anyio.fail_after(TIMEOUT):
+            await anyio.wait_all_tasks_blocked()  # the writer waits in stream.send()
+            await pair.client.aclose()
+        assert pair.client.state is State.CLOSED
+        assert pair.client._writer_scope.cancel_called
+
+
 # -- backpressure ----------------------------------------------------------------------
 
 

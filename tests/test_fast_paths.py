@@ -7,17 +7,21 @@ never starves other tasks."""
 from __future__ import annotations
 
 import os
+import socket
 import ssl
+import struct
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import pytest
 import trustme
 
 import trio_ws
 from tests.io_helpers import echo, serving
-from trio_ws import WebSocketConnection
+from trio_ws import State, WebSocketConnection
+from trio_ws._streams import close_socket
 from trio_ws._waits import ASYNCIO_YIELD_EVERY
 
 pytestmark = pytest.mark.anyio
@@ -204,3 +208,125 @@ async def test_a_stream_of_small_messages_is_gathered_into_fewer_writes() -> Non
             assert CountingConnection.writes == before + 1
     assert received[:count] == [i.to_bytes(4, "big") for i in range(count)]
     assert writes < count / 2, writes
+
+
+async def test_the_side_that_closes_tcp_closes_a_plain_socket_at_once(
+    anyio_backend: tuple[str, Any],
+) -> None:
+    # The server closes TCP once it has answered the client's close frame. On
+    # trio, over a plain socket, the reader does that in the same step as it
+    # reads the close frame, with nothing to wait for: by the time the
+    # handler sees the close, the connection is closed.
+    seen: list[State] = []
+    handled = anyio.Event()
+
+    async def handler(ws: WebSocketConnection) -> None:
+        async for _ in ws:
+            pass
+        seen.append(ws.state)
+        handled.set()
+
+    with anyio.fail_after(10):
+        async with serving(handler) as server:
+            async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
+                await ws.send("hi")
+            assert ws.state is State.CLOSED
+            assert ws.close_code == 1000
+            await handled.wait()
+    if anyio_backend[0] == "trio":
+        assert seen == [State.CLOSED]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_close_socket_wakes_a_task_waiting_on_the_socket() -> None:
+    import trio
+
+    near, far = socket.socketpair()
+    near.setblocking(False)
+    stream = await anyio.abc.SocketStream.from_socket(near)
+    woken: list[str] = []
+
+    async def wait() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await trio.lowlevel.wait_readable(near)
+        woken.append("closed")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            close_socket(near)
+    assert woken == ["closed"]
+    assert near.fileno() == -1
+    await stream.aclose()  # nothing left to close
+    assert far.recv(1) == b""  # the peer sees EOF
+    far.close()
+
+
+class HandshakeCounting(WebSocketConnection):
+    """Counts the direct socket writes made during the opening handshake."""
+
+    direct_writes = 0
+
+    async def _send_all(self, sock: Any, data: bytes) -> None:
+        if self._machine is None:
+            HandshakeCounting.direct_writes += 1
+        await super()._send_all(sock, data)
+
+
+async def test_the_opening_handshake_uses_a_plain_socket_directly(
+    anyio_backend: tuple[str, Any],
+) -> None:
+    HandshakeCounting.direct_writes = 0
+    with anyio.fail_after(10):
+        async with (
+            serving(create_connection=HandshakeCounting) as server,
+            trio_ws.open_websocket_url(
+                f"ws://127.0.0.1:{server.port}/", create_connection=HandshakeCounting
+            ) as ws,
+        ):
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+    # The request and the 101: straight to the socket on trio, through the
+    # stream on asyncio.
+    assert HandshakeCounting.direct_writes == (2 if anyio_backend[0] == "trio" else 0)
+
+
+@pytest.mark.parametrize("ending", ["reset", "eof"])
+async def test_a_server_that_hangs_up_during_the_handshake(ending: str) -> None:
+    [listener] = (await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)).listeners
+    assert isinstance(listener, anyio.abc.SocketListener)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def hang_up() -> None:
+        stream = await listener.accept()
+        await stream.receive()  # the request
+        if ending == "reset":
+            # SO_LINGER with a zero timeout: close() sends a RST, not a FIN.
+            sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    with anyio.fail_after(10):
+        async with listener, anyio.create_task_group() as task_group:
+            task_group.start_soon(hang_up)
+            with pytest.raises(trio_ws.InvalidHandshake) as info:
+                async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/"):
+                    pass  # pragma: no cover  # never opens
+    if ending == "reset":
+        assert "connection lost during the opening handshake" in str(info.value)
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+    else:
+        assert isinstance(info.value.__cause__, EOFError)
+
+
+async def test_a_client_that_resets_during_the_handshake_leaves_the_server_serving() -> None:
+    with anyio.fail_after(10):
+        async with serving() as server:
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a request
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+            async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
+                await ws.send("still here")
+                assert await ws.recv() == "still here"

@@ -4,6 +4,7 @@ backends."""
 
 from __future__ import annotations
 
+import math
 import socket
 
 import anyio
@@ -12,8 +13,8 @@ import pytest
 import trio
 import trio.testing
 
-from trio_ws._tasks import create_task_group, running_on_trio
-from trio_ws._waits import Latch, wait_functions
+from trio_ws._tasks import cancel_scope, create_task_group, move_on_after, running_on_trio
+from trio_ws._waits import Latch, new_event, wait_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -203,3 +204,74 @@ async def test_task_group_lets_other_errors_through_in_a_group() -> None:
     with pytest.raises(BaseExceptionGroup) as info:
         await run()
     assert info.group_contains(ValueError)
+
+
+async def test_cancel_scopes_are_the_backends_own(anyio_backend: tuple[str, object]) -> None:
+    expected = trio.CancelScope if anyio_backend[0] == "trio" else anyio.CancelScope
+    assert isinstance(cancel_scope(), expected)
+    assert isinstance(move_on_after(1), expected)
+
+
+async def test_move_on_after_cancels_its_block_once_the_time_is_up() -> None:
+    reached: list[str] = []
+    with anyio.fail_after(1), move_on_after(0.01) as scope:
+        reached.append("inside")
+        await anyio.sleep_forever()
+    assert reached == ["inside"]
+    assert scope.cancelled_caught
+
+
+async def test_move_on_after_none_never_expires() -> None:
+    scope = move_on_after(None)
+    assert scope.deadline == math.inf
+    with scope:
+        await anyio.lowlevel.checkpoint()
+    assert not scope.cancel_called
+
+
+async def test_a_shielded_scope_keeps_an_outer_cancellation_out_until_it_ends() -> None:
+    reached: list[str] = []
+    with anyio.CancelScope() as outer:
+        outer.cancel()
+        with cancel_scope(shield=True):
+            await anyio.lowlevel.checkpoint()
+            reached.append("shielded")
+        await anyio.lowlevel.checkpoint()
+        reached.append("after")  # pragma: no cover  # cancelled above
+    assert reached == ["shielded"]
+    assert outer.cancelled_caught
+
+
+async def test_a_deadline_set_inside_the_scope_still_expires() -> None:
+    scope = cancel_scope()
+    with scope:
+        scope.deadline = anyio.current_time() + 0.01
+        assert not scope.cancel_called
+        with anyio.fail_after(1):
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    scope.cancel()  # idempotent once done
+
+
+async def test_events_are_the_backends_own(anyio_backend: tuple[str, object]) -> None:
+    expected = trio.Event if anyio_backend[0] == "trio" else anyio.Event
+    assert isinstance(new_event(), expected)
+
+
+async def test_an_event_wakes_every_waiter() -> None:
+    event = new_event()
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await event.wait()
+        woken.append(n)
+
+    with anyio.fail_after(1):
+        async with anyio.create_task_group() as tg:
+            for n in range(3):
+                tg.start_soon(waiter, n)
+            await anyio.wait_all_tasks_blocked()
+            assert not event.is_set()
+            event.set()
+        await event.wait()  # sticky
+    assert sorted(woken) == [0, 1, 2]

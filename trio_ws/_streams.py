@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Mapping
 
-__all__ = ["TrioStreamLike", "as_byte_stream", "peer_addresses"]
+__all__ = ["TrioStreamLike", "as_byte_stream", "close_socket", "peer_addresses"]
 
 RECEIVE_SIZE = 65536
 
@@ -130,3 +130,18 @@ def peer_addresses(stream: anyio.abc.ByteStream) -> tuple[Any, Any, socket.socke
         )
     except OSError:  # the socket is already gone
         return None, None, None
+
+
+def close_socket(sock: socket.socket) -> None:
+    """Close the socket under a plain trio socket stream, as the stream's
+    ``aclose()`` would, minus its checkpoint (trio only).
+
+    trio must hear of it first: a task still waiting for the socket then
+    gets ``ClosedResourceError``, and trio drops the socket from its epoll
+    set before the descriptor can be reused. Closing the stream afterwards
+    does nothing.
+    """
+    import trio.lowlevel
+
+    trio.lowlevel.notify_closing(sock)
+    sock.close()

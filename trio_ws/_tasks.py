@@ -13,10 +13,17 @@ task group is the task group.
 Either way the group behaves as anyio's does on exit: when every task was
 cancelled by a scope outside the group, the group raises one plain
 cancellation, not an exception group wrapping several.
+
+Cancel scopes likewise: a connection enters half a dozen in its life (one
+per task, the timers, the shielded close), and on trio anyio's scope is a
+wrapper around trio's, made through a lookup of the running backend, with a
+call of its own for every entry, exit and cancel. :func:`cancel_scope` makes
+trio's own on trio, anyio's elsewhere.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -28,7 +35,15 @@ if TYPE_CHECKING:
 
     import trio
 
-__all__ = ["TaskGroup", "TaskStarter", "create_task_group", "running_on_trio"]
+__all__ = [
+    "CancelScope",
+    "TaskGroup",
+    "TaskStarter",
+    "cancel_scope",
+    "create_task_group",
+    "move_on_after",
+    "running_on_trio",
+]
 
 
 class TaskStarter(Protocol):
@@ -58,6 +73,54 @@ def running_on_trio() -> bool:
         return sniffio.current_async_library() == "trio"
     except sniffio.AsyncLibraryNotFoundError:  # pragma: no cover  # always inside a loop
         return False
+
+
+class CancelScope(Protocol):
+    """What we use of a cancel scope, anyio's or trio's."""
+
+    @property
+    def deadline(self) -> float: ...
+
+    @deadline.setter
+    def deadline(self, value: float) -> None: ...
+
+    @property
+    def cancel_called(self) -> bool: ...
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def cancel(self, reason: str | None = None) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+
+def cancel_scope(*, deadline: float = math.inf, shield: bool = False) -> CancelScope:
+    """A new cancel scope: trio's own on trio, anyio's elsewhere."""
+    if running_on_trio():
+        import trio
+
+        return trio.CancelScope(deadline=deadline, shield=shield)
+    return anyio.CancelScope(deadline=deadline, shield=shield)
+
+
+def move_on_after(seconds: float | None) -> CancelScope:
+    """A cancel scope whose deadline is ``seconds`` from now (None: never),
+    as :func:`anyio.move_on_after` makes, minus its layers."""
+    if running_on_trio():
+        import trio
+
+        deadline = math.inf if seconds is None else trio.current_time() + seconds
+        return trio.CancelScope(deadline=deadline)
+    deadline = math.inf if seconds is None else anyio.current_time() + seconds
+    return anyio.CancelScope(deadline=deadline)
 
 
 def create_task_group() -> TaskGroup:

@@ -28,11 +28,10 @@ from ._tasks import running_on_trio
 if TYPE_CHECKING:
     import socket
     from collections.abc import Awaitable, Callable
-    from types import TracebackType
 
     import trio
 
-__all__ = ["CancelScope", "Latch", "Wakeup", "Waits", "wait_functions"]
+__all__ = ["Event", "Latch", "Wakeup", "Waits", "new_event", "wait_functions"]
 
 
 class Wakeup(Protocol):
@@ -45,19 +44,34 @@ class Wakeup(Protocol):
     def wait(self) -> Awaitable[Any]: ...
 
 
+class Event(Wakeup, Protocol):
+    """A one-shot event for any number of waiting tasks."""
+
+
+def new_event() -> Event:
+    """A new event: trio's own on trio, where anyio's wraps one, made through
+    a lookup of the running backend, with a call of its own for every use;
+    anyio's elsewhere."""
+    if running_on_trio():
+        import trio
+
+        return trio.Event()
+    return anyio.Event()
+
+
 class Latch:
-    """``anyio.Event`` for a flag that many may wait for but few ever do.
+    """An event for a flag that many may wait for but few ever do.
 
     The backend's event is made only when somebody waits: a connection that
-    is never waited for keeps one small object instead of an event (about
-    300 bytes on trio, anyio's wrapper, trio's event and its parking lot).
+    is never waited for keeps one small object instead of an event and its
+    parking lot (on trio) or queue of waiters (on asyncio).
     """
 
     __slots__ = ("_event", "_flag")
 
     def __init__(self) -> None:
         self._flag = False
-        self._event: anyio.Event | None = None
+        self._event: Event | None = None
 
     def is_set(self) -> bool:
         return self._flag
@@ -72,25 +86,8 @@ class Latch:
             await anyio.lowlevel.checkpoint()
             return
         if self._event is None:
-            self._event = anyio.Event()
+            self._event = new_event()
         await self._event.wait()
-
-
-class CancelScope(Protocol):
-    """What a connection uses of a cancel scope: trio's or anyio's."""
-
-    deadline: float
-
-    def cancel(self) -> None: ...
-
-    def __enter__(self) -> Any: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool: ...
 
 
 class Waits(NamedTuple):
@@ -117,10 +114,6 @@ class Waits(NamedTuple):
     #: The backend's clock, as ``anyio.current_time()``, but callable from
     #: the event loop's callbacks too (anyio's needs a running task).
     current_time: Callable[[], float]
-    #: Makes a cancel scope (keyword argument: ``deadline``). On trio it is
-    #: trio's own: the connection keeps a few for its whole life, and anyio's
-    #: wrapper around trio's adds an object and a dict to each.
-    cancel_scope: Callable[..., CancelScope]
 
 
 def wait_functions() -> Waits:
@@ -143,7 +136,6 @@ def wait_functions() -> Waits:
             trio.lowlevel.cancel_shielded_checkpoint,
             trio.lowlevel.wait_writable,
             trio.current_time,
-            trio.CancelScope,
         )
     return _trio_waits
 
@@ -222,7 +214,6 @@ _ASYNCIO_WAITS = Waits(
     anyio.lowlevel.cancel_shielded_checkpoint,
     anyio.wait_writable,
     _asyncio_time,
-    anyio.CancelScope,
 )
 _ANYIO_WAITS = Waits(
     anyio.Event,
@@ -234,7 +225,6 @@ _ANYIO_WAITS = Waits(
     anyio.lowlevel.cancel_shielded_checkpoint,
     anyio.wait_writable,
     anyio.current_time,
-    anyio.CancelScope,
 )
 _trio_waits: Waits | None = None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import math
 import os
 import random
 import socket
@@ -29,8 +28,10 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import anyio.abc
 
-from ._streams import RECEIVE_SIZE, as_byte_stream
+from ._streams import as_byte_stream
+from ._tasks import move_on_after
 from ._url import WebSocketURI, parse_uri
+from ._waits import wait_functions
 from .connection import ConnectionContext, WebSocketConnection, leave_block
 from .exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from .protocol.deflate import DeflateConfig
@@ -253,7 +254,7 @@ async def _connect_ip(family: socket.AddressFamily, host: str, port: int) -> any
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         error = sock.connect_ex((host, port))
         if error in (errno.EINPROGRESS, errno.EWOULDBLOCK):
-            await anyio.wait_writable(sock)
+            await wait_functions().wait_writable(sock)
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if error:
             # trio's message; the errno makes it a ConnectionRefusedError...
@@ -292,10 +293,10 @@ async def _handshake(
     connection.request = handshake.request
     eof = False
     try:
-        await stream.send(handshake.data_to_send())
+        await connection._send_handshake(handshake.data_to_send())
         while not handshake.complete:
             try:
-                data = await stream.receive(RECEIVE_SIZE)
+                data = await connection._receive_handshake()
             except anyio.EndOfStream:
                 eof = True
                 handshake.receive_eof()
@@ -321,9 +322,7 @@ async def _connect(
 ) -> WebSocketConnection:
     """Open a connection to ``uri``, following redirects, within ``open_timeout``."""
     # anyio.fail_after() without its two generator-based context managers.
-    timeout = options.open_timeout
-    deadline = math.inf if timeout is None else anyio.current_time() + timeout
-    with anyio.CancelScope(deadline=deadline):
+    with move_on_after(options.open_timeout):
         return await _connect_in_time(uri, ssl, options)
     # Only our deadline cancels this scope.
     raise TimeoutError

@@ -61,9 +61,17 @@ import anyio.abc
 import anyio.lowlevel
 
 from ._asyncio_protocol import ConnectionProtocol, take_over
-from ._streams import RECEIVE_SIZE, as_byte_stream, peer_addresses
-from ._tasks import TaskGroup, TaskStarter, create_task_group, running_on_trio
-from ._waits import CancelScope, Latch, Wakeup, wait_functions
+from ._streams import RECEIVE_SIZE, as_byte_stream, close_socket, peer_addresses
+from ._tasks import (
+    CancelScope,
+    TaskGroup,
+    TaskStarter,
+    cancel_scope,
+    create_task_group,
+    move_on_after,
+    running_on_trio,
+)
+from ._waits import Latch, Wakeup, wait_functions
 from .exceptions import (
     OK_CLOSE_CODES as _OK_CLOSE_CODES,
 )
@@ -164,6 +172,7 @@ class WebSocketConnection:
         "_fragmenting",
         "_heartbeat_scope",
         "_heartbeat_stopped",
+        "_heartbeat_wakeup",
         "_id",
         "_logger",
         "_machine",
@@ -227,9 +236,7 @@ class WebSocketConnection:
         self.role: Role = role
         self._id: uuid.UUID | None = None
         # The adapter is made on first use: most connections never log.
-        self._logger: logging.Logger | logging.LoggerAdapter[Any] = logger or logging.getLogger(
-            f"trio_ws.{role.value}"
-        )
+        self._logger: logging.Logger | logging.LoggerAdapter[Any] = logger or _ROLE_LOGGERS[role]
         self.max_size: int | None = max_size
         self.max_queue: int | None = max_queue
         self.write_limit: int | None = write_limit
@@ -273,12 +280,14 @@ class WebSocketConnection:
         self._fragmenting = False  # a fragmented message is being sent
         self._fragment_done: anyio.Event | None = None
         self._pings: dict[bytes, tuple[float, PongWaiter]] = {}
-        self._reader_scope = self._waits.cancel_scope()
-        self._writer_scope = self._waits.cancel_scope()
+        self._reader_scope = cancel_scope()
+        self._writer_scope = cancel_scope()
         self._heartbeat_scope: CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
-        # Until _start(), the stream's socket, if it has one.
-        self._eager_socket: socket.socket | None = raw_socket
+        self._heartbeat_wakeup: Wakeup | None = None  # while waiting to ping
+        # The stream's socket, if the opening handshake and then the tasks
+        # may read and write it directly.
+        self._eager_socket: socket.socket | None = _eager_socket(self._stream, raw_socket)
         self._eager_write: Callable[[bytes], int] | None = None
         # On asyncio, from _start(): ours, in place of the stream's protocol.
         self._protocol: ConnectionProtocol | None = None
@@ -413,6 +422,41 @@ class WebSocketConnection:
             # Frames that arrived in the same read as the handshake.
             machine.receive_data(trailing_data)
             self._process()
+
+    async def _receive_handshake(self) -> bytes:
+        """Read the next bytes of the opening handshake, as ``stream.receive()``
+        would: EndOfStream at EOF, BrokenResourceError if the connection is
+        lost. A plain socket is read directly, and then only waiting is a
+        schedule point."""
+        sock = self._eager_socket
+        if sock is None:
+            return await self._stream.receive(RECEIVE_SIZE)
+        await self._waits.checkpoint_if_cancelled()
+        while True:
+            try:
+                data = sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                await self._waits.wait_readable(sock)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def _send_handshake(self, data: bytes) -> None:
+        """Write the opening handshake's request or response, as
+        ``stream.send()`` would; directly to a plain socket, as
+        :meth:`_receive_handshake` reads it."""
+        sock = self._eager_socket
+        if sock is None:
+            await self._stream.send(data)
+            return
+        await self._waits.checkpoint_if_cancelled()
+        try:
+            await self._send_all(sock, data)
+        except OSError as exc:
+            raise anyio.BrokenResourceError from exc
 
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
@@ -762,7 +806,10 @@ class WebSocketConnection:
             return
         if self._closing_deadline == math.inf and self.close_timeout is not None:
             self._closing_deadline = self._waits.current_time() + self.close_timeout
-            self._reader_scope.deadline = self._closing_deadline
+            if not machine.close_transport_now():
+                # The reader waits for the rest of the closing handshake, at
+                # most until then. (If it is over, the reader stops below.)
+                self._reader_scope.deadline = self._closing_deadline
         if self._reader_resume is not None:
             self._reader_resume.set()
         if self._send_room is not None:
@@ -771,7 +818,7 @@ class WebSocketConnection:
             if self._recv_waiter is not None:
                 self._recv_waiter.set()
             self._abort_pings()
-            if machine.close_transport_now():
+            if machine.close_transport_now() and not self._reader_scope.cancel_called:
                 self._reader_scope.cancel()
 
     def _abort_pings(self) -> None:
@@ -1003,6 +1050,8 @@ class WebSocketConnection:
                             self._flushed.set()
                         self._writer_wakeup = wakeup = self._waits.new_wakeup()
                         await wakeup.wait()
+                        if self._writer_wakeup is not wakeup:
+                            return  # _stop_writer() took the wakeup away
                         self._writer_wakeup = None
                         continue
                     if self._streaming:
@@ -1083,13 +1132,18 @@ class WebSocketConnection:
     async def _heartbeat(self) -> None:
         # Each wait runs in a cancel scope of its own whose deadline is the
         # timer, and which _stop_heartbeat() cancels: one scope at a time, not
-        # a scope to stop the task plus one inside every sleep.
+        # a scope to stop the task plus one inside every sleep. The wait for
+        # the next ping, where the heartbeat spends its life, is a wakeup that
+        # _stop_heartbeat() sets instead: returning from a wait is cheaper
+        # than raising a cancellation through it.
         interval = self.ping_interval
         assert interval is not None
         closed = self._closed
         while True:
             with self._heartbeat_wait(interval):
-                await self._waits.sleep_forever()  # until the next ping is due
+                self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
+                await wakeup.wait()  # until the next ping is due
+            self._heartbeat_wakeup = None
             if self._heartbeat_stopped or closed.is_set():
                 return
             try:
@@ -1111,7 +1165,7 @@ class WebSocketConnection:
             return
 
     def _heartbeat_wait(self, seconds: float) -> CancelScope:
-        scope = self._waits.cancel_scope(deadline=self._waits.current_time() + seconds)
+        scope = move_on_after(seconds)
         if self._heartbeat_stopped:
             scope.cancel()
         self._heartbeat_scope = scope
@@ -1119,8 +1173,22 @@ class WebSocketConnection:
 
     def _stop_heartbeat(self) -> None:
         self._heartbeat_stopped = True
-        if self._heartbeat_scope is not None:
+        wakeup = self._heartbeat_wakeup
+        if wakeup is not None:
+            self._heartbeat_wakeup = None
+            wakeup.set()
+        elif self._heartbeat_scope is not None and not self._heartbeat_scope.cancel_called:
             self._heartbeat_scope.cancel()
+
+    def _stop_writer(self) -> None:
+        """Stop the writer: an idle one is woken to return, which is cheaper
+        than raising a cancellation through it; a busy one is cancelled."""
+        wakeup = self._writer_wakeup
+        if wakeup is not None and not self._outbox:
+            self._writer_wakeup = None  # no more direct writes either
+            wakeup.set()
+        elif not self._writer_scope.cancel_called:
+            self._writer_scope.cancel()
 
     def _close_deadline(self) -> float:
         """When closing must be over: the deadline set when closing began, or
@@ -1144,7 +1212,7 @@ class WebSocketConnection:
         deadline = self._close_deadline()
         self._writer_scope.cancel()
         self._stop_heartbeat()
-        with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
+        with move_on_after(max(0.0, deadline - self._waits.current_time())):
             # The stream has one writer at a time: wait for ours to stop.
             await self._writer_exited.wait()
             if self._write_interrupted or machine.eof_received:
@@ -1169,40 +1237,53 @@ class WebSocketConnection:
         """Flush what is queued (bounded), close the stream, stop the tasks."""
         machine = self._machine
         assert machine is not None
-        with anyio.CancelScope(shield=True):
-            if torn_down:
-                await self._go_away()
-            deadline = self._close_deadline()
-            if (self._outbox or self._unsent) and not self._writer_exited.is_set():
-                self._flushed = self._waits.new_wakeup()
-                with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
-                    await self._flushed.wait()
-            self._writer_scope.cancel()
+        sock = self._eager_socket
+        must_flush = (self._outbox or self._unsent) and not self._writer_exited.is_set()
+        if sock is not None and not torn_down and not must_flush:
+            # A plain socket with nothing left to send closes at once, as its
+            # stream would close it: nothing to wait for, so no scope either.
+            self._stop_writer()
             self._stop_heartbeat()
-            if self._protocol is not None:
-                # Closing aborts the transport: let a direct write that it
-                # buffered go out first.
-                with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
-                    try:
-                        await self._protocol.wait_drained()
-                    except self._waits.io_errors:
-                        pass
-            if self._eager_write is not None:
-                # A plain socket closes at once: no need for a deadline.
+            close_socket(sock)
+        else:
+            with cancel_scope(shield=True):
+                if torn_down:
+                    await self._go_away()
+                await self._flush_and_close_stream()
+        if machine.state is not State.CLOSED or not machine.eof_received:
+            machine.receive_eof()
+        self._closed.set()
+        self._after_state_change()
+        if self._recv_waiter is not None:
+            self._recv_waiter.set()
+        if self._send_room is not None:
+            self._send_room.set()
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection closed: %s", self._closed_error())
+
+    async def _flush_and_close_stream(self) -> None:
+        """Let the writer flush (bounded), stop the tasks, close the stream."""
+        deadline = self._close_deadline()
+        if (self._outbox or self._unsent) and not self._writer_exited.is_set():
+            self._flushed = self._waits.new_wakeup()
+            with move_on_after(max(0.0, deadline - self._waits.current_time())):
+                await self._flushed.wait()
+        self._stop_writer()
+        self._stop_heartbeat()
+        if self._protocol is not None:
+            # Closing aborts the transport: let a direct write that it
+            # buffered go out first.
+            with move_on_after(max(0.0, deadline - self._waits.current_time())):
+                try:
+                    await self._protocol.wait_drained()
+                except self._waits.io_errors:
+                    pass
+        if self._eager_write is not None:
+            # A plain socket closes at once: no need for a deadline.
+            await self._stream.aclose()
+        else:
+            with move_on_after(max(0.0, deadline - self._waits.current_time())):
                 await self._stream.aclose()
-            else:
-                with anyio.move_on_after(max(0.0, deadline - self._waits.current_time())):
-                    await self._stream.aclose()
-            if machine.state is not State.CLOSED or not machine.eof_received:
-                machine.receive_eof()
-            self._closed.set()
-            self._after_state_change()
-            if self._recv_waiter is not None:
-                self._recv_waiter.set()
-            if self._send_room is not None:
-                self._send_room.set()
-            if self._logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug("connection closed: %s", self._closed_error())
 
 
 class ConnectionContext:
@@ -1261,8 +1342,13 @@ async def leave_block(
         code = CloseCode.GOING_AWAY
     try:
         if connection is not None:
-            with anyio.CancelScope(shield=True):
+            with cancel_scope(shield=True):
                 await connection.aclose(code)
+            if exc is None:
+                # A scope around the block that was cancelled while the close
+                # was shielded (a deadline that expired meanwhile) takes
+                # effect here, whether or not our tasks are still finishing.
+                await connection._waits.checkpoint_if_cancelled()
     finally:
         try:
             await task_group.__aexit__(None, None, None)
@@ -1278,6 +1364,10 @@ async def leave_block(
 
 class _ConnectionLogger(logging.LoggerAdapter[Any]):
     """The adapter :attr:`WebSocketConnection.logger` makes on first use."""
+
+
+#: Each role's logger, looked up once: getLogger() takes a lock.
+_ROLE_LOGGERS = {role: logging.getLogger(f"trio_ws.{role.value}") for role in Role}
 
 
 #: How many scheduler passes, at most, the writer waits for a streaming
@@ -1301,12 +1391,17 @@ def _byte_view(data: BytesLike) -> BytesLike:
 def _eager_socket(stream: anyio.abc.ByteStream, sock: socket.socket | None) -> socket.socket | None:
     """The socket ``_flush_machine`` may write to directly, if any.
 
-    Only a plain TCP or UNIX stream on trio qualifies: there anyio's stream is
-    a thin layer over a non-blocking socket, with no buffer of its own that a
-    direct write could overtake. On asyncio the transport owns the socket and
-    may hold buffered bytes; a TLS stream must encrypt.
+    Only anyio's own plain TCP or UNIX stream on trio qualifies: there the
+    stream is a thin layer over a non-blocking socket, with no buffer of its
+    own that a direct write could overtake, and closing it closes the socket
+    and nothing else. On asyncio the transport owns the socket and may hold
+    buffered bytes; a TLS stream must encrypt.
     """
-    if not isinstance(stream, anyio.abc.SocketStream) or not running_on_trio():
+    if (
+        not isinstance(stream, anyio.abc.SocketStream)
+        or type(stream).__module__ != "anyio._backends._trio"
+        or not running_on_trio()
+    ):
         return None
     if type(sock) is socket.socket and not sock.getblocking():
         return sock
@@ -1314,7 +1409,9 @@ def _eager_socket(stream: anyio.abc.ByteStream, sock: socket.socket | None) -> s
 
 
 def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if value is None:
+    # Every connection checks its six options, most often plain numbers in
+    # range: settle those with one type test (bool is not int here).
+    if value is None or ((type(value) is float or type(value) is int) and value > 0):
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number or None, not {value!r}")

@@ -29,8 +29,8 @@ import anyio.abc
 import anyio.streams.stapled
 from anyio.streams.tls import TLSStream
 
-from ._streams import RECEIVE_SIZE, as_byte_stream
-from ._tasks import TaskStarter, create_task_group
+from ._streams import as_byte_stream
+from ._tasks import TaskStarter, cancel_scope, create_task_group, move_on_after
 from .client import Compression, _task_group, compression_config
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, InvalidHandshake
@@ -44,7 +44,7 @@ from .protocol.handshake import (
     make_response,
     select_subprotocol,
 )
-from .protocol.machine import Role
+from .protocol.machine import Role, State
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -147,7 +147,7 @@ async def _server_handshake(
     handshake = ServerHandshake(max_header_size=options.max_header_size)
     while handshake.request is None and handshake.error is None:
         try:
-            data = await stream.receive(RECEIVE_SIZE)
+            data = await connection._receive_handshake()
         except anyio.EndOfStream:
             handshake.receive_eof()
         else:
@@ -169,7 +169,7 @@ async def _server_handshake(
         )
         handshake.send_response(response)
     connection.response = response
-    await stream.send(handshake.data_to_send())
+    await connection._send_handshake(handshake.data_to_send())
     if response.status_code != 101:
         return None
     connection._open(handshake)
@@ -361,7 +361,7 @@ class WebSocketServer:
     async def _open(self, stream: anyio.abc.ByteStream) -> WebSocketConnection | None:
         # open_timeout covers the TLS handshake too: a client that connects
         # and says nothing must not hold a task and a socket forever.
-        with anyio.move_on_after(self._options.open_timeout) as timeout:
+        with move_on_after(self._options.open_timeout) as timeout:
             try:
                 if self.ssl_context is not None:
                     stream = await TLSStream.wrap(
@@ -418,8 +418,13 @@ async def run_handler(connection: _ConnT, handler: Handler[_ConnT]) -> None:
             code = CloseCode.GOING_AWAY
             raise
         finally:
-            with anyio.CancelScope(shield=True):
+            if connection.state is State.CLOSED:
+                # The peer closed first: nothing left to wait for, so no
+                # shield either.
                 await connection.aclose(code)
+            else:
+                with cancel_scope(shield=True):
+                    await connection.aclose(code)
 
 
 async def serve_websocket(
