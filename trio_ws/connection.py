@@ -861,7 +861,9 @@ class WebSocketConnection:
         sock = self._eager_socket
         wait_readable = self._waits.wait_readable
         io_errors = self._waits.io_errors
-        drained = False  # the last read from sock took all there was
+        # The last read from sock took all there was. At the start too, most
+        # likely: the opening handshake's last read was a short one.
+        drained = True
         while not machine.close_transport_now():
             if (
                 self.max_queue is not None
