@@ -427,17 +427,18 @@ class WebSocketConnection:
         if sock is None:
             return await self._stream.receive(RECEIVE_SIZE)
         await self._waits.checkpoint_if_cancelled()
-        while True:
-            try:
-                data = sock.recv(RECEIVE_SIZE)
-            except BlockingIOError:
-                await self._waits.wait_readable(sock)
-                continue
-            except OSError as exc:
-                raise anyio.BrokenResourceError from exc
-            if not data:
-                raise anyio.EndOfStream
-            return data
+        try:
+            while True:
+                try:
+                    data = sock.recv(RECEIVE_SIZE)
+                except BlockingIOError:
+                    await self._waits.wait_readable(sock)
+                    continue
+                if not data:
+                    raise anyio.EndOfStream
+                return data
+        except self._waits.io_errors as exc:
+            raise _stream_error(exc) from exc
 
     async def _send_handshake(self, data: bytes) -> None:
         """Write the opening handshake's request or response, as
@@ -450,8 +451,8 @@ class WebSocketConnection:
         await self._waits.checkpoint_if_cancelled()
         try:
             await self._send_all(sock, data)
-        except OSError as exc:
-            raise anyio.BrokenResourceError from exc
+        except self._waits.io_errors as exc:
+            raise _stream_error(exc) from exc
 
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
@@ -1304,6 +1305,14 @@ def _byte_view(data: BytesLike) -> BytesLike:
     if isinstance(data, memoryview) and (data.ndim != 1 or data.itemsize != 1):
         return data.cast("B") if data.c_contiguous else data.tobytes()
     return data
+
+
+def _stream_error(exc: Exception) -> Exception:
+    """What anyio's socket stream raises for ``exc`` from its socket: a lost
+    connection, or a socket closed under a waiting task."""
+    if isinstance(exc, OSError):
+        return anyio.BrokenResourceError()
+    return anyio.ClosedResourceError()
 
 
 def _eager_socket(stream: anyio.abc.ByteStream, sock: socket.socket | None) -> socket.socket | None:
