@@ -1065,8 +1065,15 @@ class WebSocketConnection:
         # than raising a cancellation through it.
         interval = self.ping_interval
         assert interval is not None
+        machine = self._machine
+        assert machine is not None
         closed = self._closed
         while True:
+            if machine.state is not State.OPEN:
+                # The closing handshake has begun (before we first ran, for a
+                # connection closed at once): nothing is left to keep alive,
+                # and ping() would refuse. No timer, then.
+                return
             with self._heartbeat_wait(interval):
                 self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
                 await wakeup.wait()  # until the next ping is due
