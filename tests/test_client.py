@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import select
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -41,6 +42,7 @@ from trio_ws import (
     WebSocketConnection,
     make_response,
 )
+from trio_ws.client import _connect_ip, _connected
 from trio_ws.protocol.handshake import USER_AGENT, accept_key
 
 #: Upper bound on any single test; nothing here should come close.
@@ -913,6 +915,32 @@ async def test_connection_refused_is_a_plain_oserror(host: str) -> None:
                 await trio_ws.connect_websocket_url(tg, f"ws://{host}:{port}/")
         assert_plain(excinfo.value)
         assert was_refused(excinfo.value)
+
+
+@pytest.mark.anyio
+async def test_a_connect_to_an_ip_gives_a_ready_socket_stream() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with anyio.fail_after(TIMEOUT):
+            stream = await _connect_ip(socket.AF_INET, "127.0.0.1", port)
+        async with stream:
+            sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            assert sock.gettimeout() == 0  # non-blocking
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert stream.extra(anyio.abc.SocketAttribute.remote_address) == ("127.0.0.1", port)
+
+
+def test_a_connect_in_progress_is_done_once_the_socket_has_a_peer() -> None:
+    with socket.socket() as listener, socket.socket() as sock:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert not _connected(sock)
+        sock.setblocking(False)
+        sock.connect_ex(listener.getsockname())
+        select.select([], [sock], [], TIMEOUT)  # writable: the connect is over
+        assert _connected(sock)
 
 
 def was_refused(exc: BaseException | None) -> bool:

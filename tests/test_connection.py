@@ -616,6 +616,19 @@ async def test_closing_wakes_the_idle_writer_and_heartbeat_instead_of_cancelling
 
 
 @pytest.mark.anyio
+async def test_a_connection_closing_before_its_heartbeat_runs_starts_no_timer() -> None:
+    client_raw, server_raw = memory_stream_pair()
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(functools.partial(wrap_server_stream, task_group, server_raw))
+            client = await wrap_client_stream(task_group, client_raw, "localhost")
+            # No checkpoint since: the client's tasks have not run yet.
+            await client.aclose()
+    assert client.close_code == 1000
+    assert client._heartbeat_scope is None  # it returned without waiting to ping
+
+
+@pytest.mark.anyio
 async def test_closing_still_cancels_a_writer_stuck_in_a_write() -> None:
     async with open_connection_pair(client_options={"close_timeout": 0.05}) as pair:
         pair.client_stream.pause_writes()

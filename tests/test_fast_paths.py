@@ -23,6 +23,7 @@ from tests.io_helpers import echo, serving
 from trio_ws import State, WebSocketConnection
 from trio_ws._streams import close_socket
 from trio_ws._waits import ASYNCIO_YIELD_EVERY
+from trio_ws.protocol.machine import Role
 
 pytestmark = pytest.mark.anyio
 
@@ -330,3 +331,43 @@ async def test_a_client_that_resets_during_the_handshake_leaves_the_server_servi
             async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
                 await ws.send("still here")
                 assert await ws.recv() == "still here"
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+@pytest.mark.parametrize("ending", ["eof", "reset", "closed"])
+async def test_direct_handshake_reads_fail_as_the_stream_would(ending: str) -> None:
+    expected: type[Exception] = {
+        "eof": anyio.EndOfStream,
+        "reset": anyio.BrokenResourceError,
+        "closed": anyio.ClosedResourceError,
+    }[ending]
+    errors: list[Exception] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        far = socket.create_connection(listener.getsockname())
+        near, _ = listener.accept()
+    with far:
+        near.setblocking(False)
+        stream = await anyio.abc.SocketStream.from_socket(near)
+        async with stream:
+            connection = WebSocketConnection(stream, Role.SERVER)
+            assert connection._eager_socket is near
+
+            async def read() -> None:
+                try:
+                    await connection._receive_handshake()
+                except Exception as exc:
+                    errors.append(exc)
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as task_group:
+                    task_group.start_soon(read)
+                    await anyio.wait_all_tasks_blocked()  # waiting for the socket
+                    if ending == "closed":
+                        close_socket(near)
+                    else:
+                        if ending == "reset":
+                            # SO_LINGER with a zero timeout: a RST, not a FIN.
+                            linger = struct.pack("ii", 1, 0)
+                            far.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                        far.close()
+    assert [type(error) for error in errors] == [expected]

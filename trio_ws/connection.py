@@ -432,17 +432,18 @@ class WebSocketConnection:
         if sock is None:
             return await self._stream.receive(RECEIVE_SIZE)
         await self._waits.checkpoint_if_cancelled()
-        while True:
-            try:
-                data = sock.recv(RECEIVE_SIZE)
-            except BlockingIOError:
-                await self._waits.wait_readable(sock)
-                continue
-            except OSError as exc:
-                raise anyio.BrokenResourceError from exc
-            if not data:
-                raise anyio.EndOfStream
-            return data
+        try:
+            while True:
+                try:
+                    data = sock.recv(RECEIVE_SIZE)
+                except BlockingIOError:
+                    await self._waits.wait_readable(sock)
+                    continue
+                if not data:
+                    raise anyio.EndOfStream
+                return data
+        except self._waits.io_errors as exc:
+            raise _stream_error(exc) from exc
 
     async def _send_handshake(self, data: bytes) -> None:
         """Write the opening handshake's request or response, as
@@ -455,8 +456,8 @@ class WebSocketConnection:
         await self._waits.checkpoint_if_cancelled()
         try:
             await self._send_all(sock, data)
-        except OSError as exc:
-            raise anyio.BrokenResourceError from exc
+        except self._waits.io_errors as exc:
+            raise _stream_error(exc) from exc
 
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
@@ -872,7 +873,9 @@ class WebSocketConnection:
         protocol = self._protocol
         wait_readable = self._waits.wait_readable
         io_errors = self._waits.io_errors
-        drained = False  # the last read from sock took all there was
+        # The last read from sock took all there was. At the start too, most
+        # likely: the opening handshake's last read was a short one.
+        drained = True
         while not machine.close_transport_now():
             if self._queue_full():
                 # Backpressure: let TCP push back on the peer.
@@ -1138,8 +1141,15 @@ class WebSocketConnection:
         # than raising a cancellation through it.
         interval = self.ping_interval
         assert interval is not None
+        machine = self._machine
+        assert machine is not None
         closed = self._closed
         while True:
+            if machine.state is not State.OPEN:
+                # The closing handshake has begun (before we first ran, for a
+                # connection closed at once): nothing is left to keep alive,
+                # and ping() would refuse. No timer, then.
+                return
             with self._heartbeat_wait(interval):
                 self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
                 await wakeup.wait()  # until the next ping is due
@@ -1386,6 +1396,14 @@ def _byte_view(data: BytesLike) -> BytesLike:
     if isinstance(data, memoryview) and (data.ndim != 1 or data.itemsize != 1):
         return data.cast("B") if data.c_contiguous else data.tobytes()
     return data
+
+
+def _stream_error(exc: Exception) -> Exception:
+    """What anyio's socket stream raises for ``exc`` from its socket: a lost
+    connection, or a socket closed under a waiting task."""
+    if isinstance(exc, OSError):
+        return anyio.BrokenResourceError()
+    return anyio.ClosedResourceError()
 
 
 def _eager_socket(stream: anyio.abc.ByteStream, sock: socket.socket | None) -> socket.socket | None:
