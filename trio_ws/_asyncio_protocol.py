@@ -101,8 +101,7 @@ class ConnectionProtocol(asyncio.Protocol):
         Raises:
             anyio.BrokenResourceError: the connection is lost or closed.
         """
-        await self.wait_drained()
-        self._check_open()
+        await self.wait_drained()  # raises if the transport is closing
         self.transport.write(data)
         await self.wait_drained()
 

@@ -267,7 +267,7 @@ class WebSocketConnection:
         self._recv_waiter: Wakeup | None = None
         self._recv_busy = False
         self._reader_resume: Wakeup | None = None
-        self._reader_wakeup: Wakeup | None = None  # see _read_from_protocol()
+        self._reader_wakeup: Wakeup | None = None  # set by the asyncio protocol
         self._outbox: list[bytes] = []
         # Set by a direct write, cleared by a wait for input: while it is set,
         # the sender is sending again before anything came back, a stream of
@@ -461,7 +461,7 @@ class WebSocketConnection:
 
     def _start(self, task_group: TaskStarter) -> None:
         """Run the reader, writer and heartbeat in ``task_group``."""
-        self._eager_socket = sock = _eager_socket(self._stream, self._eager_socket)
+        sock = self._eager_socket  # chosen in __init__
         if sock is not None:
             self._eager_write = sock.send
         elif not running_on_trio():
@@ -961,12 +961,7 @@ class WebSocketConnection:
             self._wake_reader()
 
     def _transport_eof(self) -> None:
-        machine = self._machine
-        assert machine is not None
-        if not machine.eof_received:
-            self._eof_received()
-            self._process()
-        self._wake_reader()
+        self._transport_lost(None)  # to the connection, the same end of input
 
     def _transport_lost(self, exc: Exception | None) -> None:
         machine = self._machine
