@@ -1,0 +1,153 @@
+"""The task groups a connection and a server run their tasks in: a trio
+nursery on trio, anyio's asyncio task group with handle-free tasks on
+asyncio. Either way they behave as anyio's task group does."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import pytest
+
+from trio_ws import _tasks
+from trio_ws._tasks import create_task_group
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_light_asyncio_group_is_used_on_asyncio(anyio_backend: tuple[str, Any]) -> None:
+    group = create_task_group()
+    if anyio_backend[0] == "asyncio":
+        # The installed anyio is one the light group was written for.
+        assert _tasks._AsyncioTaskGroup is not None
+        assert type(group) is _tasks._AsyncioTaskGroup
+        assert isinstance(group, anyio.abc.TaskGroup)
+    else:
+        assert type(group) is _tasks._TrioTaskGroup
+
+
+async def test_children_run_and_the_group_waits_for_them() -> None:
+    done: list[int] = []
+
+    async def child(n: int) -> None:
+        await anyio.sleep(0.01 * n)
+        done.append(n)
+
+    with anyio.fail_after(5):
+        async with create_task_group() as group:
+            for n in (3, 1, 2):
+                group.start_soon(child, n, name="child")
+    assert done == [1, 2, 3]
+
+
+async def test_a_failing_child_cancels_the_others_and_is_raised() -> None:
+    cancelled: list[str] = []
+
+    async def sleeper() -> None:
+        try:
+            await anyio.sleep(math.inf)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append("sleeper")
+            raise
+
+    async def failing() -> None:
+        await anyio.lowlevel.checkpoint()
+        raise ValueError("boom")
+
+    async def run() -> None:
+        async with create_task_group() as group:
+            group.start_soon(sleeper)
+            group.start_soon(failing)
+
+    with anyio.fail_after(5), pytest.raises(ExceptionGroup) as info:
+        await run()
+    assert info.group_contains(ValueError, match="boom")
+    assert cancelled == ["sleeper"]
+
+
+async def test_a_scope_outside_cancels_the_children_and_catches_one_cancellation() -> None:
+    cancelled: list[int] = []
+
+    async def sleeper(n: int) -> None:
+        try:
+            await anyio.sleep(math.inf)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(n)
+            raise
+
+    with anyio.fail_after(5):
+        with anyio.move_on_after(0.05) as scope:
+            async with create_task_group() as group:
+                group.start_soon(sleeper, 1)
+                group.start_soon(sleeper, 2)
+        assert scope.cancelled_caught
+    assert sorted(cancelled) == [1, 2]
+
+
+async def test_a_shield_inside_a_child_holds_against_a_cancelled_group() -> None:
+    finished: list[str] = []
+
+    async def shielded() -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.05)
+            finished.append("shielded")
+
+    with anyio.fail_after(5):
+        with anyio.CancelScope() as outer:
+            async with create_task_group() as group:
+                group.start_soon(shielded)
+                await anyio.sleep(0.01)
+                outer.cancel()
+    assert finished == ["shielded"]
+
+
+async def test_a_child_knows_its_task_and_leaves_nothing_behind(
+    anyio_backend: tuple[str, Any],
+) -> None:
+    seen: list[anyio.TaskInfo] = []
+
+    async def child() -> None:
+        seen.append(anyio.get_current_task())
+
+    with anyio.fail_after(5):
+        async with create_task_group() as group:
+            group.start_soon(child, name="named child")
+    assert seen[0].name == "named child"
+    if anyio_backend[0] == "asyncio":
+        assert all(task.get_name() != "named child" for task in asyncio.all_tasks())
+        with pytest.raises(RuntimeError, match="not active"):
+            group.start_soon(child)
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [pytest.param(("asyncio", {}), id="asyncio")], indirect=True
+)
+async def test_a_child_cancelled_directly_cancels_the_group() -> None:
+    # task.cancel() is asyncio's; anyio's group takes it for a failure too.
+    cancelled: list[str] = []
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def victim() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
+        await anyio.sleep(math.inf)
+
+    async def sleeper() -> None:
+        try:
+            await anyio.sleep(math.inf)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append("sleeper")
+            raise
+
+    with anyio.fail_after(5):
+        async with create_task_group() as group:
+            group.start_soon(victim)
+            group.start_soon(sleeper)
+            await anyio.sleep(0.01)
+            tasks[0].cancel()
+    assert cancelled == ["sleeper"]
