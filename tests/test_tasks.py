@@ -19,6 +19,15 @@ from trio_ws._tasks import create_task_group
 pytestmark = pytest.mark.anyio
 
 
+async def sleep_forever(cancelled: list[Any], name: object) -> None:
+    """Sleep until cancelled; then say so in ``cancelled``."""
+    try:
+        await anyio.sleep(math.inf)
+    except anyio.get_cancelled_exc_class():
+        cancelled.append(name)
+        raise
+
+
 async def test_the_light_asyncio_group_is_used_on_asyncio(anyio_backend: tuple[str, Any]) -> None:
     group = create_task_group()
     if anyio_backend[0] == "asyncio":
@@ -45,14 +54,7 @@ async def test_children_run_and_the_group_waits_for_them() -> None:
 
 
 async def test_a_failing_child_cancels_the_others_and_is_raised() -> None:
-    cancelled: list[str] = []
-
-    async def sleeper() -> None:
-        try:
-            await anyio.sleep(math.inf)
-        except anyio.get_cancelled_exc_class():
-            cancelled.append("sleeper")
-            raise
+    cancelled: list[Any] = []
 
     async def failing() -> None:
         await anyio.lowlevel.checkpoint()
@@ -60,7 +62,7 @@ async def test_a_failing_child_cancels_the_others_and_is_raised() -> None:
 
     async def run() -> None:
         async with create_task_group() as group:
-            group.start_soon(sleeper)
+            group.start_soon(sleep_forever, cancelled, "sleeper")
             group.start_soon(failing)
 
     with anyio.fail_after(5), pytest.raises(ExceptionGroup) as info:
@@ -70,20 +72,13 @@ async def test_a_failing_child_cancels_the_others_and_is_raised() -> None:
 
 
 async def test_a_scope_outside_cancels_the_children_and_catches_one_cancellation() -> None:
-    cancelled: list[int] = []
-
-    async def sleeper(n: int) -> None:
-        try:
-            await anyio.sleep(math.inf)
-        except anyio.get_cancelled_exc_class():
-            cancelled.append(n)
-            raise
+    cancelled: list[Any] = []
 
     with anyio.fail_after(5):
         with anyio.move_on_after(0.05) as scope:
             async with create_task_group() as group:
-                group.start_soon(sleeper, 1)
-                group.start_soon(sleeper, 2)
+                group.start_soon(sleep_forever, cancelled, 1)
+                group.start_soon(sleep_forever, cancelled, 2)
         assert scope.cancelled_caught
     assert sorted(cancelled) == [1, 2]
 
@@ -128,7 +123,7 @@ async def test_a_child_knows_its_task_and_leaves_nothing_behind(
 )
 async def test_a_child_cancelled_directly_cancels_the_group() -> None:
     # task.cancel() is asyncio's; anyio's group takes it for a failure too.
-    cancelled: list[str] = []
+    cancelled: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
 
     async def victim() -> None:
@@ -137,17 +132,10 @@ async def test_a_child_cancelled_directly_cancels_the_group() -> None:
         tasks.append(task)
         await anyio.sleep(math.inf)
 
-    async def sleeper() -> None:
-        try:
-            await anyio.sleep(math.inf)
-        except anyio.get_cancelled_exc_class():
-            cancelled.append("sleeper")
-            raise
-
     with anyio.fail_after(5):
         async with create_task_group() as group:
             group.start_soon(victim)
-            group.start_soon(sleeper)
+            group.start_soon(sleep_forever, cancelled, "sleeper")
             await anyio.sleep(0.01)
             tasks[0].cancel()
     assert cancelled == ["sleeper"]
