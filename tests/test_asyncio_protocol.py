@@ -1,26 +1,33 @@
-"""On asyncio, a connection reads through its own protocol, put under anyio's
-socket stream once the handshake is over (``trio_ws._asyncio_protocol``).
+"""On asyncio, a connection reads through its own protocol from the opening
+handshake on (``trio_ws._asyncio_protocol``): servers accept into it,
+clients connect into it, and anyio's socket streams are adopted.
 
-On asyncio's own event loop and on uvloop: what anyio had already read goes
-first, reading pauses while ``recv()``'s queue is full and resumes once it
-drains, and everything sent arrives, in order, through the closing
-handshake."""
+On asyncio's own event loop and on uvloop: the stream over the protocol
+behaves as anyio's (chunks, EOF, errors, addresses, backpressure); what
+anyio had already read goes first; once the connection attaches, reading
+pauses while ``recv()``'s queue is full and resumes once it drains, and
+everything sent arrives, in order, through the closing handshake."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import ssl
+import struct
 from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
+import trustme
+from anyio.streams.tls import TLSStream
 
 import trio_ws
 from tests.interop.peers import wait_until
 from tests.io_helpers import serving
 from trio_ws import ConnectionClosedOK, WebSocketConnection
-from trio_ws._asyncio_protocol import take_over
+from trio_ws._asyncio_protocol import PENDING_LIMIT, ProtocolStream, adopt
 from trio_ws._waits import wait_functions
 
 TIMEOUT = 10
@@ -74,6 +81,12 @@ async def tcp_pair() -> tuple[anyio.abc.SocketStream, anyio.abc.SocketStream]:
     return client, server
 
 
+def adopted(stream: anyio.abc.SocketStream) -> ProtocolStream:
+    result = adopt(stream, wait_functions())
+    assert result is not None
+    return result
+
+
 async def test_what_anyio_already_read_is_handed_over_first() -> None:
     client, server = await tcp_pair()
     async with client, server:
@@ -87,17 +100,21 @@ async def test_what_anyio_already_read_is_handed_over_first() -> None:
             await client.send(b"second")
             await wait_until(lambda: len(queue) == 2)
         transport.pause_reading()
-        recorder = Recorder()
-        protocol = take_over(server, recorder, wait_functions())
-        assert protocol is not None
-        assert transport.get_protocol() is protocol
-        assert recorder.chunks == [b"first", b"second"]
+        stream = adopted(server)
+        assert transport.get_protocol() is stream.protocol
         assert not queue
-        # Reading goes on through ours.
+        with anyio.fail_after(TIMEOUT):
+            assert await stream.receive() == b"first"
+        # Once a connection attaches, it gets what is left, then the rest.
+        recorder = Recorder()
+        stream.protocol.attach(recorder)
+        assert recorder.chunks == [b"second"]
+        with pytest.raises(anyio.BusyResourceError):
+            await stream.receive()
         with anyio.fail_after(TIMEOUT):
             await client.send(b"third")
-            await recorder.wait_for(len(b"firstsecondthird"))
-            assert b"".join(recorder.chunks) == b"firstsecondthird"
+            await recorder.wait_for(len(b"secondthird"))
+            assert b"".join(recorder.chunks) == b"secondthird"
             await client.send_eof()
             while not recorder.eof:
                 await recorder.changed.wait()
@@ -113,25 +130,158 @@ async def test_a_stream_at_eof_is_left_to_anyio() -> None:
             assert await server.receive() == b"last words"
             with pytest.raises(anyio.EndOfStream):
                 await server.receive()
-        assert take_over(server, Recorder(), wait_functions()) is None
+        assert adopt(server, wait_functions()) is None
         # Nor a stream that is not anyio's socket stream.
         send, receive = anyio.create_memory_object_stream[bytes]()
         async with send, receive:
             stapled = anyio.streams.stapled.StapledObjectStream(send, receive)
-            assert take_over(stapled, Recorder(), wait_functions()) is None  # type: ignore[arg-type]
+            assert adopt(stapled, wait_functions()) is None  # type: ignore[arg-type]
+
+
+async def test_the_stream_reads_as_anyio_s_does() -> None:
+    client, anyio_server = await tcp_pair()
+    server = adopted(anyio_server)
+    async with client, server:
+        with anyio.fail_after(TIMEOUT):
+            await client.send(b"0123456789")
+            await wait_until(lambda: bool(server.protocol._pending))
+            # A chunk larger than asked for is split, the rest kept in order.
+            assert await server.receive(4) == b"0123"
+            assert await server.receive() == b"456789"
+            with pytest.raises(ValueError, match="positive"):
+                await server.receive(0)
+            await client.send(b"tail")
+            await client.send_eof()
+            assert await server.receive() == b"tail"
+            with pytest.raises(anyio.EndOfStream):
+                await server.receive()
+            # Half-closed: we can still answer.
+            await server.send(b"answer")
+            assert await client.receive() == b"answer"
+        await server.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await server.receive()
+        with pytest.raises(anyio.ClosedResourceError):
+            await server.send(b"x")
+
+
+async def test_a_reset_connection_breaks_the_stream() -> None:
+    client, anyio_server = await tcp_pair()
+    server = adopted(anyio_server)
+    async with server:
+        raw: Any = client.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await client.aclose()  # RST
+        with anyio.fail_after(TIMEOUT):
+            with pytest.raises((anyio.BrokenResourceError, anyio.EndOfStream)):
+                await server.receive()
+            await wait_until(lambda: server.protocol._lost)
+            with pytest.raises(anyio.BrokenResourceError):
+                await server.send(b"x" * (1 << 20))
+
+
+async def test_reading_pauses_while_too_much_waits_unread() -> None:
+    client, anyio_server = await tcp_pair()
+    server = adopted(anyio_server)
+    async with client, server:
+        payload = os.urandom(4 * PENDING_LIMIT)
+        transport: Any = server._transport
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(client.send, payload)
+                await wait_until(lambda: not transport.is_reading())
+                pending = server.protocol._pending_size
+                assert PENDING_LIMIT <= pending < len(payload)
+                received = bytearray()
+                while len(received) < len(payload):
+                    received.extend(await server.receive())
+                    if server.protocol._pending_size < PENDING_LIMIT // 2:
+                        assert transport.is_reading()
+        assert received == payload
+
+
+async def test_socket_attributes_come_from_the_transport() -> None:
+    client, anyio_server = await tcp_pair()
+    expected = {
+        attribute: anyio_server.extra(attribute)
+        for attribute in (
+            anyio.abc.SocketAttribute.family,
+            anyio.abc.SocketAttribute.local_address,
+            anyio.abc.SocketAttribute.local_port,
+            anyio.abc.SocketAttribute.remote_address,
+            anyio.abc.SocketAttribute.remote_port,
+        )
+    }
+    server = adopted(anyio_server)
+    async with client, server:
+        for attribute, value in expected.items():
+            assert server.extra(attribute) == value
+        assert server.extra(anyio.abc.SocketAttribute.remote_address) == client.extra(
+            anyio.abc.SocketAttribute.local_address
+        )
+        raw = server.extra(anyio.abc.SocketAttribute.raw_socket)
+        assert raw.fileno() == server._transport.get_extra_info("socket").fileno()
+
+
+async def test_servers_and_clients_use_the_protocol_from_the_start() -> None:
+    seen: list[WebSocketConnection] = []
+
+    async def handler(ws: WebSocketConnection) -> None:
+        seen.append(ws)
+        await ws.send(await ws.recv())
+
+    with anyio.fail_after(TIMEOUT):
+        async with serving(handler) as server:
+            for host in ("127.0.0.1", "localhost"):  # an address, then a name
+                url = f"ws://{host}:{server.port}/"
+                async with trio_ws.open_websocket_url(url) as ws:
+                    await ws.send("ping")
+                    assert await ws.recv() == "ping"
+                    assert isinstance(ws._stream, ProtocolStream)
+                    assert ws._protocol is ws._stream.protocol
+                    assert ws.remote_address == ("127.0.0.1", server.port)
+                assert isinstance(seen[-1]._stream, ProtocolStream)
+                assert seen[-1].remote_address == ws.local_address
+
+
+async def test_tls_runs_over_the_protocol_on_both_sides(ca: trustme.CA) -> None:
+    server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ssl)
+    client_ssl = ssl.create_default_context()
+    ca.configure_trust(client_ssl)
+    seen: list[WebSocketConnection] = []
+    payload = os.urandom(300_000)  # several TLS records, more than one read
+
+    async def handler(ws: WebSocketConnection) -> None:
+        seen.append(ws)
+        await ws.send(await ws.recv())
+
+    with anyio.fail_after(TIMEOUT):
+        async with serving(handler, ssl=server_ssl) as server:
+            url = f"wss://127.0.0.1:{server.port}/"
+            async with trio_ws.open_websocket_url(url, ssl=client_ssl) as ws:
+                await ws.send(payload)
+                assert await ws.recv() == payload
+                for connection in (ws, seen[0]):
+                    tls: Any = connection._stream
+                    assert isinstance(tls, TLSStream)
+                    assert isinstance(tls.transport_stream, ProtocolStream)
+                    assert connection._protocol is None  # TLS reads the stream
+                assert seen[0].remote_address == ws.local_address
 
 
 async def test_send_waits_for_the_transport_to_drain_and_fails_once_lost() -> None:
     client, server = await tcp_pair()
     async with client, server:
         recorder = Recorder()
-        protocol = take_over(server, recorder, wait_functions())
-        assert protocol is not None
+        stream = adopted(server)
+        protocol = stream.protocol
+        protocol.attach(recorder)
         payload = os.urandom(8 << 20)  # more than the socket buffers hold
         received = bytearray()
 
         async def read_all() -> None:
-            while len(received) < len(payload):
+            while len(received) < 2 * len(payload):
                 received.extend(await client.receive())
 
         with anyio.fail_after(TIMEOUT):
@@ -140,7 +290,10 @@ async def test_send_waits_for_the_transport_to_drain_and_fails_once_lost() -> No
                 await protocol.send(payload)
                 # When send() returns, the transport passed it all on.
                 assert protocol.transport.get_write_buffer_size() == 0
-        assert received == payload
+                # The stream's send() too.
+                await stream.send(payload)
+                assert protocol.transport.get_write_buffer_size() == 0
+        assert received == payload * 2
         # Nothing goes into the buffer behind a paused transport.
         assert protocol.try_write(b"x" * (8 << 20)) == 8 << 20
         assert protocol.transport.get_write_buffer_size() > 0

@@ -1,35 +1,59 @@
-"""The connection's own asyncio protocol, on the transport of anyio's stream.
+"""The connection's own asyncio protocol, and a socket stream on top of it.
 
 On asyncio, anyio's socket stream reads through a protocol that queues what
 arrives and wakes the reading task; ``receive()`` resumes reading for the
 wait and pauses it again after each chunk (two ``epoll_ctl`` calls per read
 on uvloop), and splits chunks larger than it was asked for by copying the
-rest. A WebSocket connection does better to read as asyncio means it to: a
-protocol whose ``data_received`` hands the bytes to the connection's
-machine at once, so a message reaches the task waiting in ``recv()`` in one
-pass of the event loop instead of two.
+rest; ``send()`` waits on an event even when the transport took everything.
+Each connection also carries that protocol's queue and two events, and the
+stream's guards, for as long as it lives. A WebSocket connection does better
+to read as asyncio means it to: a protocol whose ``data_received`` hands the
+bytes to the connection's machine at once, so a message reaches the task
+waiting in ``recv()`` in one pass of the event loop instead of two.
 
-Once the opening handshake is over, :func:`take_over` swaps a
-:class:`ConnectionProtocol` in for anyio's, with what anyio's had queued. The
-connection's reader task stays what it is on every backend, the owner of the
-connection's lifetime: it waits for the callbacks to say the queue is full
-or the transport should close. Writes go to the transport directly, with
-anyio's flow control: a write that the transport cannot pass on at once
-waits until its buffer drains.
+A :class:`ConnectionProtocol` has two lives. Until a connection attaches to
+it, it buffers what arrives for :class:`ProtocolStream`, an anyio socket
+stream that the opening handshake (or a TLS layer) reads and writes like any
+other. Once attached, it feeds the connection directly. Servers accept
+straight into one (:func:`socket_accepter`), clients connect into one
+(:func:`from_socket`), and :func:`adopt` swaps one in under a socket stream
+that anyio made, with whatever anyio's protocol had queued.
+
+The connection's reader task stays what it is on every backend, the owner of
+the connection's lifetime: it waits for the callbacks to say the queue is
+full or the transport should close. Writes go to the transport directly,
+with a high-water mark of zero as anyio sets it: a write that the transport
+cannot pass on at once waits until its buffer drains.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
     from ._waits import Waits, Wakeup
 
-__all__ = ["ConnectionProtocol", "Receiver", "take_over"]
+__all__ = [
+    "ConnectionProtocol",
+    "ProtocolStream",
+    "Receiver",
+    "adopt",
+    "from_socket",
+    "socket_accepter",
+]
+
+logger = logging.getLogger("trio_ws.server")
+
+#: Bytes buffered for ProtocolStream.receive() before reading pauses.
+PENDING_LIMIT = 2**16
 
 
 class Receiver(Protocol):
@@ -43,33 +67,78 @@ class Receiver(Protocol):
 
 
 class ConnectionProtocol(asyncio.Protocol):
-    """Feeds a connection from its transport and writes to it."""
+    """Buffers for a :class:`ProtocolStream`, then feeds a connection, from
+    its transport; writes to it."""
 
-    __slots__ = ("_drained", "_error", "_receiver", "_waits", "_writing_paused", "transport")
+    __slots__ = (
+        "_drained",
+        "_eof",
+        "_error",
+        "_lost",
+        "_pending",
+        "_pending_size",
+        "_readable",
+        "_reading_paused",
+        "_receiver",
+        "_waits",
+        "_writing_paused",
+        "transport",
+    )
 
-    def __init__(self, receiver: Receiver, transport: asyncio.Transport, waits: Waits) -> None:
-        self._receiver = receiver
-        self.transport = transport
+    transport: asyncio.Transport
+
+    def __init__(self, waits: Waits) -> None:
         self._waits = waits
+        self._receiver: Receiver | None = None
         self._writing_paused = False
         self._drained: Wakeup | None = None
         self._error: Exception | None = None
+        # Until a connection attaches: what arrived, and who waits for more.
+        # A list: it holds a chunk or two (a request, a TLS record), and an
+        # empty deque would cost ten times its size for the connection's life.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._readable: Wakeup | None = None
+        self._reading_paused = False
+        self._eof = False  # eof_received() or connection_lost() was called
+        self._lost = False  # connection_lost() was called
 
     # -- callbacks from the transport ------------------------------------------
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(0)
+
     def data_received(self, data: bytes) -> None:
-        self._receiver._data_received(data)
+        receiver = self._receiver
+        if receiver is not None:
+            receiver._data_received(data)
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= PENDING_LIMIT and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
 
     def eof_received(self) -> bool:
-        self._receiver._transport_eof()
+        self._eof = True
+        if self._receiver is not None:
+            self._receiver._transport_eof()
+        else:
+            self._wake_reader()
         # Keep the transport: the connection closes it when its closing is over.
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._error = exc
+        self._eof = self._lost = True
         self._writing_paused = False
         self._wake_writer()
-        self._receiver._transport_lost(exc)
+        if self._receiver is not None:
+            self._receiver._transport_lost(exc)
+        else:
+            self._wake_reader()
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -84,7 +153,28 @@ class ConnectionProtocol(asyncio.Protocol):
             self._drained = None
             drained.set()
 
+    def _wake_reader(self) -> None:
+        readable = self._readable
+        if readable is not None:
+            self._readable = None
+            readable.set()
+
     # -- what the connection calls ---------------------------------------------
+
+    def attach(self, receiver: Receiver) -> None:
+        """Feed ``receiver`` from now on, starting with what is buffered."""
+        self._receiver = receiver
+        pending = self._pending
+        self._pending = []
+        self._pending_size = 0
+        for chunk in pending:
+            receiver._data_received(chunk)
+        if self._lost:
+            receiver._transport_lost(self._error)
+        elif self._eof:
+            receiver._transport_eof()
+        else:
+            self.resume_reading()
 
     def try_write(self, data: bytes) -> int:
         """Write ``data`` if nothing is waiting in the transport's buffer (so
@@ -120,10 +210,169 @@ class ConnectionProtocol(asyncio.Protocol):
             raise anyio.BrokenResourceError from self._error
 
     def pause_reading(self) -> None:
+        self._reading_paused = True
         self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        self._reading_paused = False
         self.transport.resume_reading()
+
+
+class ProtocolStream(anyio.abc.SocketStream):
+    """anyio's socket stream on asyncio, over a :class:`ConnectionProtocol`.
+
+    Until a connection attaches to the protocol, ``receive()`` reads what it
+    buffered; ``send()`` writes to the transport and, as anyio's stream does,
+    returns once the transport's buffer is empty. Socket attributes come
+    from what the transport learnt when it was made: no system call each.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: ConnectionProtocol) -> None:
+        self._transport = transport
+        self.protocol = protocol
+        self._closed = False
+
+    @property
+    def _raw_socket(self) -> socket.socket:
+        return self._transport.get_extra_info("socket")  # type: ignore[no-any-return]
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        transport = self._transport
+        sock = transport.get_extra_info("socket")
+        family = sock.family
+        local = _address(transport.get_extra_info("sockname"))
+        remote = _address(transport.get_extra_info("peername"))
+        attributes: dict[Any, Callable[[], Any]] = {
+            anyio.abc.SocketAttribute.family: lambda: family,
+            anyio.abc.SocketAttribute.local_address: lambda: local,
+            anyio.abc.SocketAttribute.raw_socket: lambda: sock,
+        }
+        if remote is not None:
+            attributes[anyio.abc.SocketAttribute.remote_address] = lambda: remote
+        if family in (socket.AF_INET, socket.AF_INET6):
+            attributes[anyio.abc.SocketAttribute.local_port] = lambda: local[1]
+            if remote is not None:
+                attributes[anyio.abc.SocketAttribute.remote_port] = lambda: remote[1]
+        return attributes
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be a positive integer")
+        protocol = self.protocol
+        if protocol._receiver is not None:
+            raise anyio.BusyResourceError("reading from")
+        pending = protocol._pending
+        if pending:
+            await protocol._waits.checkpoint()
+        while not pending:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if protocol._eof:
+                if protocol._error is not None:
+                    raise anyio.BrokenResourceError from protocol._error
+                raise anyio.EndOfStream
+            if protocol._readable is not None:
+                raise anyio.BusyResourceError("reading from")
+            protocol._readable = readable = protocol._waits.new_wakeup()
+            try:
+                await readable.wait()
+            finally:
+                protocol._readable = None
+        chunk = pending.pop(0)
+        if len(chunk) > max_bytes:
+            chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
+            pending.insert(0, rest)
+        protocol._pending_size -= len(chunk)
+        if protocol._reading_paused and protocol._pending_size < PENDING_LIMIT // 2:
+            protocol.resume_reading()
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        protocol = self.protocol
+        if self._closed:
+            raise anyio.ClosedResourceError
+        await protocol._waits.checkpoint_if_cancelled()
+        if protocol.try_write(item):
+            # Return once the transport passed it all on, as anyio's stream
+            # does: aclose() aborts the transport, and what it held is lost.
+            if protocol._writing_paused:
+                await protocol.wait_drained()
+        else:
+            try:
+                await protocol.send(item)
+            except anyio.BrokenResourceError:
+                if self._closed:
+                    raise anyio.ClosedResourceError from None
+                raise
+        if self._closed:
+            raise anyio.ClosedResourceError
+
+    async def send_eof(self) -> None:
+        try:
+            self._transport.write_eof()
+        except OSError:
+            pass
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.protocol._wake_reader()
+            self._transport.abort()
+        await anyio.lowlevel.checkpoint()
+
+
+def _address(address: Any) -> Any:
+    """A socket address as anyio reports it: IPv6 as ``(host, port)``,
+    with ``%scope`` on the host when there is a scope id."""
+    if isinstance(address, tuple) and len(address) == 4:
+        host, port, _flowinfo, scope_id = address
+        if scope_id:
+            return f"{host.split('%')[0]}%{scope_id}", port
+        return host, port
+    return address
+
+
+async def from_socket(sock: socket.socket, waits: Waits) -> ProtocolStream:
+    """A :class:`ProtocolStream` over a connected socket (which it then owns)."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_accepted_socket(
+        lambda: ConnectionProtocol(waits), sock
+    )
+    return ProtocolStream(transport, protocol)
+
+
+def socket_accepter(
+    listener: anyio.abc.SocketListener, waits: Waits
+) -> Callable[[], Awaitable[ProtocolStream]] | None:
+    """An ``accept()`` for anyio's TCP listener on asyncio that gives
+    :class:`ProtocolStream` s, or None for any other listener."""
+    if (
+        type(listener).__module__ != "anyio._backends._asyncio"
+        or type(listener).__name__ != "TCPSocketListener"
+    ):
+        return None
+    raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+    loop = asyncio.get_running_loop()
+
+    async def accept() -> ProtocolStream:
+        while True:
+            if raw.fileno() < 0:
+                raise anyio.ClosedResourceError
+            sock, _ = await loop.sock_accept(raw)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return await from_socket(sock, waits)
+            except OSError as exc:
+                # This connection is gone already (reset while queued): the
+                # next one is no worse for it.
+                sock.close()
+                logger.debug("accepted connection lost at once: %r", exc)
+            except BaseException:
+                sock.close()
+                raise
+
+    return accept
 
 
 _TRANSPORT_METHODS = (
@@ -137,13 +386,14 @@ _TRANSPORT_METHODS = (
 )
 
 
-def take_over(
-    stream: anyio.abc.ByteStream, receiver: Receiver, waits: Waits
-) -> ConnectionProtocol | None:
-    """Put a :class:`ConnectionProtocol` under ``stream``, if it is anyio's
-    plain socket stream on asyncio, open and not at EOF; else return None
-    and leave it be. Bytes anyio's protocol had queued go to ``receiver``
-    first, in order."""
+def adopt(stream: anyio.abc.ByteStream, waits: Waits) -> ProtocolStream | None:
+    """A :class:`ProtocolStream` on the transport of ``stream``, if it is
+    anyio's plain socket stream on asyncio, open and not at EOF; else None,
+    and ``stream`` is left be. Bytes anyio's protocol had queued come first.
+    ``stream`` must not be used afterwards: the new stream owns the transport.
+    """
+    if isinstance(stream, ProtocolStream):
+        return stream
     transport: Any = getattr(stream, "_transport", None)
     old: Any = getattr(stream, "_protocol", None)  # anyio's StreamProtocol
     if (
@@ -156,14 +406,16 @@ def take_over(
         or transport.get_protocol() is not old
     ):
         return None
-    queued = old.read_queue
-    old.read_event.clear()
-    protocol = ConnectionProtocol(receiver, transport, waits)
+    protocol = ConnectionProtocol(waits)
+    protocol.transport = transport
+    for chunk in old.read_queue:
+        protocol._pending.append(chunk)
+        protocol._pending_size += len(chunk)
+    old.read_queue.clear()
     transport.set_protocol(protocol)
     # anyio sets a high-water mark of 0, so the transport says it is paused
     # as soon as anything stays in its buffer; keep it.
     protocol._writing_paused = transport.get_write_buffer_size() > 0
-    while queued:
-        receiver._data_received(queued.popleft())
-    transport.resume_reading()
-    return protocol
+    # anyio reads only while receive() waits; the protocol reads on its own.
+    protocol.resume_reading()
+    return ProtocolStream(transport, protocol)

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import anyio.abc
 
+from ._asyncio_protocol import adopt, from_socket
 from ._streams import as_byte_stream
-from ._tasks import move_on_after
+from ._tasks import move_on_after, running_on_trio
 from ._url import WebSocketURI, parse_uri
 from ._waits import wait_functions
 from .connection import ConnectionContext, WebSocketConnection, leave_block
@@ -207,31 +208,27 @@ def _clearer_connect_error(exc: OSError) -> OSError:
 async def _open_raw_stream(
     uri: WebSocketURI, context: ssl_module.SSLContext | None, options: _ClientOptions
 ) -> anyio.abc.ByteStream:
+    stream: anyio.abc.ByteStream
     if options.unix_socket_path is not None:
-        stream: anyio.abc.ByteStream = await anyio.connect_unix(options.unix_socket_path)
-        if context is not None:
-            from anyio.streams.tls import TLSStream  # TLS over UNIX is rare
-
-            try:
-                stream = await TLSStream.wrap(
-                    stream, hostname=uri.host, ssl_context=context, standard_compatible=False
-                )
-            except BaseException:
-                await anyio.aclose_forcefully(stream)
-                raise
+        stream = await anyio.connect_unix(options.unix_socket_path)
+    elif (family := _ip_family(uri.host)) is not None:
+        stream = await _connect_ip(family, uri.host, uri.port)
+    else:
+        stream = await anyio.connect_tcp(uri.host, uri.port)
+    if context is None:
         return stream
-    if context is not None:
-        return await anyio.connect_tcp(
-            uri.host,
-            uri.port,
-            ssl_context=context,
-            tls_hostname=uri.host,
-            tls_standard_compatible=False,
+    from anyio.streams.tls import TLSStream
+
+    try:
+        if not running_on_trio():
+            # TLS reads through the connection's own protocol too.
+            stream = adopt(stream, wait_functions()) or stream
+        return await TLSStream.wrap(
+            stream, hostname=uri.host, ssl_context=context, standard_compatible=False
         )
-    family = _ip_family(uri.host)
-    if family is not None:
-        return await _connect_ip(family, uri.host, uri.port)
-    return await anyio.connect_tcp(uri.host, uri.port)
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
 
 
 def _ip_family(host: str) -> socket.AddressFamily | None:
@@ -264,6 +261,9 @@ async def _connect_ip(family: socket.AddressFamily, host: str, port: int) -> any
         if error:
             # trio's message; the errno makes it a ConnectionRefusedError...
             raise OSError(error, f"Error connecting to {(host, port)!r}: {os.strerror(error)}")
+        if not running_on_trio():
+            # On asyncio, straight into the connection's own protocol.
+            return await from_socket(sock, wait_functions())
         return await anyio.abc.SocketStream.from_socket(sock)
     except BaseException:
         sock.close()

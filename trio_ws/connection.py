@@ -60,7 +60,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from ._asyncio_protocol import ConnectionProtocol, take_over
+from ._asyncio_protocol import ConnectionProtocol, ProtocolStream, adopt
 from ._streams import RECEIVE_SIZE, as_byte_stream, close_socket, peer_addresses
 from ._tasks import (
     CancelScope,
@@ -233,6 +233,11 @@ class WebSocketConnection:
             close_timeout=close_timeout,
         )
         self._stream = as_byte_stream(stream)
+        self._waits = waits = wait_functions()
+        if not running_on_trio():
+            # On asyncio, read and write through a protocol of our own from
+            # the opening handshake on (see _asyncio_protocol).
+            self._stream = adopt(self._stream, waits) or self._stream
         self.role: Role = role
         self._id: uuid.UUID | None = None
         # The adapter is made on first use: most connections never log.
@@ -262,8 +267,8 @@ class WebSocketConnection:
         # Resume reading once the queue is half empty, not after every recv():
         # fewer wake-ups of the reader under a steady flow.
         self._resume_at = max(1, (max_queue or 1) // 2)
-        # One-waiter hand-offs between tasks use wakeups, lighter than events.
-        self._waits = wait_functions()
+        # One-waiter hand-offs between tasks use wakeups, lighter than events
+        # (self._waits, above).
         self._recv_waiter: Wakeup | None = None
         self._recv_busy = False
         self._reader_resume: Wakeup | None = None
@@ -464,10 +469,10 @@ class WebSocketConnection:
         sock = self._eager_socket  # chosen in __init__
         if sock is not None:
             self._eager_write = sock.send
-        elif not running_on_trio():
-            self._protocol = protocol = take_over(self._stream, self, self._waits)
-            if protocol is not None:
-                self._eager_write = protocol.try_write
+        elif isinstance(self._stream, ProtocolStream):
+            self._protocol = protocol = self._stream.protocol
+            protocol.attach(self)
+            self._eager_write = protocol.try_write
         # Constant names: a name per connection would cost a string per task.
         task_group.start_soon(self._reader, name="trio_ws reader")
         task_group.start_soon(self._writer, name="trio_ws writer")

@@ -29,8 +29,16 @@ import anyio.abc
 import anyio.streams.stapled
 from anyio.streams.tls import TLSStream
 
+from ._asyncio_protocol import adopt, socket_accepter
 from ._streams import as_byte_stream
-from ._tasks import TaskStarter, cancel_scope, create_task_group, move_on_after
+from ._tasks import (
+    TaskStarter,
+    cancel_scope,
+    create_task_group,
+    move_on_after,
+    running_on_trio,
+)
+from ._waits import wait_functions
 from .client import Compression, _task_group, compression_config
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, InvalidHandshake
@@ -318,9 +326,13 @@ class WebSocketServer:
     async def _accept_loop(
         self, listener: anyio.abc.SocketListener, handler_nursery: TaskStarter
     ) -> None:
+        accept: Callable[[], Awaitable[anyio.abc.ByteStream]] = listener.accept
+        if not running_on_trio():
+            # On asyncio, straight into the connection's own protocol.
+            accept = socket_accepter(listener, wait_functions()) or accept
         while not self._closing:
             try:
-                stream = await listener.accept()
+                stream = await accept()
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
             except OSError as exc:
@@ -364,6 +376,8 @@ class WebSocketServer:
         with move_on_after(self._options.open_timeout) as timeout:
             try:
                 if self.ssl_context is not None:
+                    if not running_on_trio():
+                        stream = adopt(stream, wait_functions()) or stream
                     stream = await TLSStream.wrap(
                         stream,
                         server_side=True,
