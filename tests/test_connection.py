@@ -605,14 +605,18 @@ async def test_closing_wakes_the_idle_writer_and_heartbeat_instead_of_cancelling
         await pair.client.send("x")
         with anyio.fail_after(TIMEOUT):
             assert await pair.server.recv() == "x"
+            await anyio.wait_all_tasks_blocked()
+            idle_waits = [ws._heartbeat_wakeup for ws in (pair.client, pair.server)]
+            assert None not in idle_waits  # both heartbeats wait to ping
             await pair.client.aclose()
             await pair.server.wait_closed()
             await anyio.wait_all_tasks_blocked()
-        for ws in (pair.client, pair.server):
+        for ws, idle_wait in zip((pair.client, pair.server), idle_waits, strict=True):
             assert ws._writer_exited.is_set()
             assert not ws._writer_scope.cancel_called
-            assert ws._heartbeat_scope is not None
-            assert not ws._heartbeat_scope.cancel_called
+            assert idle_wait is not None
+            assert idle_wait.is_set()  # woken, long before its timer
+            assert ws._heartbeat_scope is None  # no scope: it never waited for a pong
 
 
 @pytest.mark.anyio
@@ -623,9 +627,18 @@ async def test_a_connection_closing_before_its_heartbeat_runs_starts_no_timer() 
             task_group.start_soon(functools.partial(wrap_server_stream, task_group, server_raw))
             client = await wrap_client_stream(task_group, client_raw, "localhost")
             # No checkpoint since: the client's tasks have not run yet.
+            waits: list[float] = []
+            wait_until = client._waits.wait_until
+
+            async def recording_wait_until(wakeup: Any, deadline: float) -> None:
+                waits.append(deadline)
+                await wait_until(wakeup, deadline)
+
+            client._waits = client._waits._replace(wait_until=recording_wait_until)
             await client.aclose()
     assert client.close_code == 1000
-    assert client._heartbeat_scope is None  # it returned without waiting to ping
+    assert waits == []  # it returned without waiting to ping
+    assert client._heartbeat_scope is None  # nor for a pong
 
 
 @pytest.mark.anyio

@@ -124,6 +124,29 @@ async def test_latch_wakes_every_waiter_and_stays_set() -> None:
                 await latch.wait()  # set, and still a checkpoint
 
 
+async def test_wait_until_returns_when_woken_or_at_the_deadline() -> None:
+    waits = wait_functions()
+    with anyio.fail_after(5):
+        # Woken long before the deadline.
+        wakeup = waits.new_wakeup()
+        async def wait() -> None:
+            await waits.wait_until(wakeup, waits.current_time() + 60)
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            wakeup.set()
+        # Not woken: returns, without raising, once the deadline passed.
+        wakeup = waits.new_wakeup()
+        deadline = waits.current_time() + 0.05
+        await waits.wait_until(wakeup, deadline)
+        assert waits.current_time() >= deadline
+        # Cancelled from outside: the cancellation goes through.
+        with anyio.move_on_after(0.01) as scope:
+            await waits.wait_until(waits.new_wakeup(), waits.current_time() + 60)
+        assert scope.cancelled_caught
+
+
 async def test_sleep_forever_ends_only_by_cancellation() -> None:
     with anyio.move_on_after(0.01) as scope:
         await wait_functions().sleep_forever()

@@ -114,6 +114,9 @@ class Waits(NamedTuple):
     #: The backend's clock, as ``anyio.current_time()``, but callable from
     #: the event loop's callbacks too (anyio's needs a running task).
     current_time: Callable[[], float]
+    #: Waits for a wakeup, at most until a deadline on that clock: on asyncio
+    #: with a timer that sets it, lighter than a cancel scope.
+    wait_until: Callable[[Wakeup, float], Awaitable[None]]
 
 
 def wait_functions() -> Waits:
@@ -136,6 +139,7 @@ def wait_functions() -> Waits:
             trio.lowlevel.cancel_shielded_checkpoint,
             trio.lowlevel.wait_writable,
             trio.current_time,
+            _trio_wait_until,
         )
     return _trio_waits
 
@@ -202,6 +206,26 @@ def _asyncio_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+async def _asyncio_wait_until(wakeup: Wakeup, deadline: float) -> None:
+    timer = asyncio.get_running_loop().call_at(deadline, wakeup.set)
+    try:
+        await wakeup.wait()
+    finally:
+        timer.cancel()
+
+
+async def _anyio_wait_until(wakeup: Wakeup, deadline: float) -> None:
+    with anyio.CancelScope(deadline=deadline):
+        await wakeup.wait()
+
+
+async def _trio_wait_until(wakeup: Wakeup, deadline: float) -> None:
+    import trio  # imported already: only trio's waits use this
+
+    with trio.CancelScope(deadline=deadline):
+        await wakeup.wait()
+
+
 _ANYIO_IO_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 _ASYNCIO_WAITS = Waits(
@@ -214,6 +238,7 @@ _ASYNCIO_WAITS = Waits(
     anyio.lowlevel.cancel_shielded_checkpoint,
     anyio.wait_writable,
     _asyncio_time,
+    _asyncio_wait_until,
 )
 _ANYIO_WAITS = Waits(
     anyio.Event,
@@ -225,6 +250,7 @@ _ANYIO_WAITS = Waits(
     anyio.lowlevel.cancel_shielded_checkpoint,
     anyio.wait_writable,
     anyio.current_time,
+    _anyio_wait_until,
 )
 _trio_waits: Waits | None = None
 

@@ -1133,12 +1133,11 @@ class WebSocketConnection:
             view = view[sent:]
 
     async def _heartbeat(self) -> None:
-        # Each wait runs in a cancel scope of its own whose deadline is the
-        # timer, and which _stop_heartbeat() cancels: one scope at a time, not
-        # a scope to stop the task plus one inside every sleep. The wait for
-        # the next ping, where the heartbeat spends its life, is a wakeup that
-        # _stop_heartbeat() sets instead: returning from a wait is cheaper
-        # than raising a cancellation through it.
+        # The wait for the next ping, where the heartbeat spends its life, is
+        # a wakeup that a timer or _stop_heartbeat() sets: returning from a
+        # wait is cheaper than raising a cancellation through it. The wait for
+        # a pong runs in a cancel scope whose deadline is the timeout, and
+        # which _stop_heartbeat() cancels.
         interval = self.ping_interval
         assert interval is not None
         machine = self._machine
@@ -1150,9 +1149,12 @@ class WebSocketConnection:
                 # connection closed at once): nothing is left to keep alive,
                 # and ping() would refuse. No timer, then.
                 return
-            with self._heartbeat_wait(interval):
-                self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
-                await wakeup.wait()  # until the next ping is due
+            self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
+            if self._heartbeat_stopped:
+                wakeup.set()  # stopped before we ran: no wait
+            # Until the next ping is due (on asyncio a timer sets the wakeup:
+            # no cancel scope to keep while idle).
+            await self._waits.wait_until(wakeup, self._waits.current_time() + interval)
             self._heartbeat_wakeup = None
             if self._heartbeat_stopped or closed.is_set():
                 return
