@@ -612,8 +612,11 @@ async def test_closing_wakes_the_idle_writer_and_heartbeat_instead_of_cancelling
             await pair.server.wait_closed()
             await anyio.wait_all_tasks_blocked()
         for ws, idle_wait in zip((pair.client, pair.server), idle_waits, strict=True):
-            assert ws._writer_exited.is_set()
+            # Both writers ran (memory streams take no direct writes): the
+            # client's for "x", the server's for its close frame.
+            assert ws._writer_scope is not None
             assert not ws._writer_scope.cancel_called
+            assert ws._writer_exited.is_set()
             assert idle_wait is not None
             assert idle_wait.is_set()  # woken, long before its timer
             assert ws._heartbeat_scope is None  # no scope: it never waited for a pong
@@ -650,6 +653,7 @@ async def test_closing_still_cancels_a_writer_stuck_in_a_write() -> None:
             await anyio.wait_all_tasks_blocked()  # the writer waits in stream.send()
             await pair.client.aclose()
         assert pair.client.state is State.CLOSED
+        assert pair.client._writer_scope is not None
         assert pair.client._writer_scope.cancel_called
 
 
@@ -1555,11 +1559,14 @@ async def test_no_task_outlives_the_connection_in_a_trio_nursery() -> None:
         [server] = servers
         assert server.request is not None
         assert server.request.path == "/chat"
-        assert len(trio_ws_tasks()) == 6
+        # Each side's reader and heartbeat; a writer starts with the first
+        # write that has to wait for one (every write, on memory streams).
+        assert sorted(trio_ws_tasks()) == ["trio_ws heartbeat"] * 2 + ["trio_ws reader"] * 2
         await client.send("hello")
         assert await server.recv() == "hello"
         await server.send(b"back")
         assert await client.recv() == b"back"
+        assert sorted(trio_ws_tasks()).count("trio_ws writer") == 2
         with trio.fail_after(TIMEOUT):
             await client.aclose()
             await server.wait_closed()

@@ -54,6 +54,36 @@ async def test_plain_tcp_connections_take_the_fast_paths(anyio_backend: tuple[st
                     assert transport.get_protocol() is connection._protocol
 
 
+async def test_the_writer_starts_only_when_a_write_has_to_wait() -> None:
+    seen: list[WebSocketConnection] = []
+
+    async def handler(ws: WebSocketConnection) -> None:
+        seen.append(ws)
+        await echo(ws)
+
+    big = os.urandom(8 << 20)  # more than the socket buffers take at once
+    with anyio.fail_after(10):
+        async with (
+            serving(handler, max_size=None) as server,
+            trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/", max_size=None) as ws,
+        ):
+            # Ping-pong: every frame goes straight to the socket, no writer.
+            for n in range(3):
+                await ws.send(f"hi {n}")
+                assert await ws.recv() == f"hi {n}"
+            assert [c._writer_scope for c in (ws, seen[0])] == [None, None]
+            # A message the socket cannot take at once needs the writer,
+            # and what is sent after it waits its turn behind it.
+            await ws.send(big)
+            await ws.send("after")
+            scope = ws._writer_scope
+            assert scope is not None
+            assert await ws.recv() == big
+            assert await ws.recv() == "after"
+            assert seen[0]._writer_scope is not None  # echoing the big one
+            assert not scope.cancel_called
+
+
 async def test_tls_connections_take_the_stream(ca: trustme.CA) -> None:
     server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_ssl)

@@ -129,6 +129,7 @@ async def test_wait_until_returns_when_woken_or_at_the_deadline() -> None:
     with anyio.fail_after(5):
         # Woken long before the deadline.
         wakeup = waits.new_wakeup()
+
         async def wait() -> None:
             await waits.wait_until(wakeup, waits.current_time() + 60)
 

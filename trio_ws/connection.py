@@ -191,6 +191,7 @@ class WebSocketConnection:
         "_send_room",
         "_stream",
         "_streaming",
+        "_task_group",
         "_transport_error",
         "_unsent",
         "_waits",
@@ -279,14 +280,19 @@ class WebSocketConnection:
         # messages, and the writer gathers them into fewer, larger writes.
         self._streaming = False
         self._unsent = 0  # bytes in the outbox or being written
-        self._writer_wakeup: Wakeup | None = None
+        # The idle writer's wakeup: None while it writes. Until something
+        # first has to wait for it, the writer does not run at all (see
+        # _start_writer): an idle connection, or one whose every frame went
+        # straight to the socket, carries no writer task.
+        self._writer_wakeup: Wakeup | None = _WRITER_NOT_STARTED
         self._send_room: anyio.Event | None = None  # set when _unsent drops
         self._flushed: Wakeup | None = None  # set when nothing is unsent
         self._fragmenting = False  # a fragmented message is being sent
         self._fragment_done: anyio.Event | None = None
         self._pings: dict[bytes, tuple[float, PongWaiter]] = {}
         self._reader_scope = cancel_scope()
-        self._writer_scope = cancel_scope()
+        self._writer_scope: CancelScope | None = None  # from _start_writer()
+        self._task_group: TaskStarter | None = None  # from _start()
         self._heartbeat_scope: CancelScope | None = None  # one per wait
         self._heartbeat_stopped = False
         self._heartbeat_wakeup: Wakeup | None = None  # while waiting to ping
@@ -474,8 +480,10 @@ class WebSocketConnection:
             protocol.attach(self)
             self._eager_write = protocol.try_write
         # Constant names: a name per connection would cost a string per task.
+        self._task_group = task_group
         task_group.start_soon(self._reader, name="trio_ws reader")
-        task_group.start_soon(self._writer, name="trio_ws writer")
+        if self._outbox:
+            self._start_writer()
         if self.ping_interval is not None:
             task_group.start_soon(self._heartbeat, name="trio_ws heartbeat")
 
@@ -701,8 +709,24 @@ class WebSocketConnection:
             data = data[sent:]
         self._outbox.append(data)
         self._unsent += len(data)
-        if wakeup is not None:
+        if wakeup is _WRITER_NOT_STARTED:
+            self._start_writer()
+        elif wakeup is not None:
             wakeup.set()
+
+    def _start_writer(self) -> None:
+        """Start the writer, the first time something has to wait for it."""
+        task_group = self._task_group
+        if task_group is None:
+            # Frames that came with the opening handshake were answered
+            # before _start(): it starts the writer for them.
+            return
+        self._writer_wakeup = None  # busy from now: no direct writes
+        self._writer_scope = cancel_scope()
+        try:
+            task_group.start_soon(self._writer, name="trio_ws writer")
+        except RuntimeError:  # the task group is over: so is the connection
+            self._writer_exited.set()
 
     async def ping(self, data: str | bytes | None = None) -> PongWaiter:
         """Send a ping; return a waiter for the matching pong.
@@ -1044,8 +1068,10 @@ class WebSocketConnection:
 
     async def _writer(self) -> None:
         io_errors = self._waits.io_errors
+        scope = self._writer_scope
+        assert scope is not None
         try:
-            with self._writer_scope:
+            with scope:
                 while True:
                     outbox = self._outbox
                     if not outbox:
@@ -1194,13 +1220,26 @@ class WebSocketConnection:
 
     def _stop_writer(self) -> None:
         """Stop the writer: an idle one is woken to return, which is cheaper
-        than raising a cancellation through it; a busy one is cancelled."""
+        than raising a cancellation through it; a busy one is cancelled; one
+        that never started never will."""
         wakeup = self._writer_wakeup
-        if wakeup is not None and not self._outbox:
+        if wakeup is _WRITER_NOT_STARTED:
             self._writer_wakeup = None  # no more direct writes either
+            self._writer_exited.set()
+        elif wakeup is not None and not self._outbox:
+            self._writer_wakeup = None
             wakeup.set()
-        elif not self._writer_scope.cancel_called:
-            self._writer_scope.cancel()
+        else:
+            self._cancel_writer()
+
+    def _cancel_writer(self) -> None:
+        """Stop the writer at once, busy or not."""
+        scope = self._writer_scope
+        if scope is None:  # it never started (and may have been told not to)
+            self._writer_wakeup = None
+            self._writer_exited.set()
+        elif not scope.cancel_called:
+            scope.cancel()
 
     def _close_deadline(self) -> float:
         """When closing must be over: the deadline set when closing began, or
@@ -1222,7 +1261,7 @@ class WebSocketConnection:
         machine = self._machine
         assert machine is not None
         deadline = self._close_deadline()
-        self._writer_scope.cancel()
+        self._cancel_writer()
         self._stop_heartbeat()
         with move_on_after(max(0.0, deadline - self._waits.current_time())):
             # The stream has one writer at a time: wait for ours to stop.
@@ -1296,6 +1335,24 @@ class WebSocketConnection:
         else:
             with move_on_after(max(0.0, deadline - self._waits.current_time())):
                 await self._stream.aclose()
+
+
+class _WriterNotStarted:
+    """The writer's wakeup until the writer first runs: never waited for."""
+
+    __slots__ = ()
+
+    def is_set(self) -> bool:
+        return False
+
+    def set(self) -> None:  # pragma: no cover  # _flush_machine starts the writer instead
+        raise AssertionError("the writer has not started")
+
+    def wait(self) -> Awaitable[Any]:  # pragma: no cover
+        raise AssertionError("the writer has not started")
+
+
+_WRITER_NOT_STARTED: Wakeup = _WriterNotStarted()
 
 
 class ConnectionContext:
