@@ -1,8 +1,8 @@
 """Task groups for a connection's own tasks.
 
-A connection runs three tasks (reader, writer, heartbeat) for as long as it
-is open, and a server runs one more per connection for its handler. On trio
-these go straight into a trio nursery: anyio's task group wraps each task it
+A connection runs up to three tasks (reader, writer, heartbeat) for as long
+as it is open, and a server runs one more per connection for its handler.
+On trio these go straight into a trio nursery: anyio's task group wraps each task it
 starts in a handle with a cancel scope, an event and a coroutine of its own,
 which costs about 2.7 KiB of memory per task for as long as the task lives
 (4.7 KiB against 2.0 for a bare trio task) and a few microseconds to start
