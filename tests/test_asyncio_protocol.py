@@ -1,6 +1,6 @@
 """On asyncio, a connection reads through its own protocol from the opening
-handshake on (``trio_ws._asyncio_protocol``): servers accept into it,
-clients connect into it, and anyio's socket streams are adopted.
+handshake on (``trio_ws._asyncio_protocol``): clients connect into it, and
+anyio's socket streams (a server's accepted ones) are adopted.
 
 On asyncio's own event loop and on uvloop: the stream over the protocol
 behaves as anyio's (chunks, EOF, errors, addresses, backpressure); what

@@ -1156,3 +1156,21 @@ async def test_other_errors_inside_a_handlers_nursery_are_logged(
             assert ws.close_code == 1011
     [record] = server_errors(caplog)
     assert record.getMessage() == "connection handler failed"
+
+
+@pytest.mark.anyio
+async def test_closing_a_listener_stops_accepting_on_it() -> None:
+    with anyio.fail_after(TIMEOUT):
+        async with serving() as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with trio_ws.open_websocket_url(url) as ws:
+                await ws.send("before")
+                assert await ws.recv() == "before"
+                await server.listeners[0].aclose()
+                # The open connection is not the listener's: it goes on.
+                await ws.send("after")
+                assert await ws.recv() == "after"
+            with pytest.raises(ConnectionRefusedError):
+                async with trio_ws.open_websocket_url(url):
+                    pass
+            await server.aclose()

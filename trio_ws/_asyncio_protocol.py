@@ -14,10 +14,10 @@ waiting in ``recv()`` in one pass of the event loop instead of two.
 A :class:`ConnectionProtocol` has two lives. Until a connection attaches to
 it, it buffers what arrives for :class:`ProtocolStream`, an anyio socket
 stream that the opening handshake (or a TLS layer) reads and writes like any
-other. Once attached, it feeds the connection directly. Servers accept
-straight into one (:func:`socket_accepter`), clients connect into one
-(:func:`from_socket`), and :func:`adopt` swaps one in under a socket stream
-that anyio made, with whatever anyio's protocol had queued.
+other. Once attached, it feeds the connection directly. Clients connect
+into one (:func:`from_socket`), and :func:`adopt` swaps one in under a
+socket stream that anyio made (a server's accepted connections), with
+whatever anyio's protocol had queued; anyio's stream is then dropped.
 
 The connection's reader task stays what it is on every backend, the owner of
 the connection's lifetime: it waits for the callbacks to say the queue is
@@ -29,7 +29,6 @@ cannot pass on at once waits until its buffer drains.
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,7 +36,7 @@ import anyio
 import anyio.abc
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Callable, Mapping
 
     from ._waits import Waits, Wakeup
 
@@ -47,10 +46,7 @@ __all__ = [
     "Receiver",
     "adopt",
     "from_socket",
-    "socket_accepter",
 ]
-
-logger = logging.getLogger("trio_ws.server")
 
 #: Bytes buffered for ProtocolStream.receive() before reading pauses.
 PENDING_LIMIT = 2**16
@@ -340,39 +336,6 @@ async def from_socket(sock: socket.socket, waits: Waits) -> ProtocolStream:
         lambda: ConnectionProtocol(waits), sock
     )
     return ProtocolStream(transport, protocol)
-
-
-def socket_accepter(
-    listener: anyio.abc.SocketListener, waits: Waits
-) -> Callable[[], Awaitable[ProtocolStream]] | None:
-    """An ``accept()`` for anyio's TCP listener on asyncio that gives
-    :class:`ProtocolStream` s, or None for any other listener."""
-    if (
-        type(listener).__module__ != "anyio._backends._asyncio"
-        or type(listener).__name__ != "TCPSocketListener"
-    ):
-        return None
-    raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
-    loop = asyncio.get_running_loop()
-
-    async def accept() -> ProtocolStream:
-        while True:
-            if raw.fileno() < 0:
-                raise anyio.ClosedResourceError
-            sock, _ = await loop.sock_accept(raw)
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return await from_socket(sock, waits)
-            except OSError as exc:
-                # This connection is gone already (reset while queued): the
-                # next one is no worse for it.
-                sock.close()
-                logger.debug("accepted connection lost at once: %r", exc)
-            except BaseException:
-                sock.close()
-                raise
-
-    return accept
 
 
 _TRANSPORT_METHODS = (

@@ -29,7 +29,7 @@ import anyio.abc
 import anyio.streams.stapled
 from anyio.streams.tls import TLSStream
 
-from ._asyncio_protocol import adopt, socket_accepter
+from ._asyncio_protocol import adopt
 from ._streams import as_byte_stream
 from ._tasks import (
     TaskStarter,
@@ -326,13 +326,9 @@ class WebSocketServer:
     async def _accept_loop(
         self, listener: anyio.abc.SocketListener, handler_nursery: TaskStarter
     ) -> None:
-        accept: Callable[[], Awaitable[anyio.abc.ByteStream]] = listener.accept
-        if not running_on_trio():
-            # On asyncio, straight into the connection's own protocol.
-            accept = socket_accepter(listener, wait_functions()) or accept
         while not self._closing:
             try:
-                stream = await accept()
+                stream = await listener.accept()
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
             except OSError as exc:
@@ -358,6 +354,9 @@ class WebSocketServer:
         if connection is None:
             await anyio.aclose_forcefully(stream)
             return
+        # On asyncio the connection moved the stream's transport onto a
+        # protocol of its own: anyio's stream object can go now.
+        del stream
         handler = self.handler
         if self._closing:
             # The server stopped while this handshake was finishing in a
