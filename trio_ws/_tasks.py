@@ -2,11 +2,11 @@
 
 A connection runs up to three tasks (reader, writer, heartbeat) for as long
 as it is open, and a server runs one more per connection for its handler.
-On trio these go straight into a trio nursery: anyio's task group wraps each task it
-starts in a handle with a cancel scope, an event and a coroutine of its own,
-which costs about 2.7 KiB of memory per task for as long as the task lives
-(4.7 KiB against 2.0 for a bare trio task) and a few microseconds to start
-and to finish. Our tasks never report results and never need cancelling one
+On trio these go straight into a trio nursery: anyio's task group wraps each
+task it starts in a handle with a cancel scope, an event and a coroutine of
+its own, which costs about 2.7 KiB of memory per task for as long as the
+task lives (4.7 KiB against 2.0 for a bare trio task) and a few microseconds
+to start and to finish. Our tasks never report results and never need cancelling one
 by one, so they have no use for the handle. On asyncio the same goes:
 :class:`_AsyncioTaskGroup` is anyio's own task group, whose ``start_soon``
 puts the coroutine straight into an asyncio task registered with the group's

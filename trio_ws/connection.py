@@ -479,8 +479,8 @@ class WebSocketConnection:
             self._protocol = protocol = self._stream.protocol
             protocol.attach(self)
             self._eager_write = protocol.try_write
+        self._task_group = task_group  # the writer starts when first needed
         # Constant names: a name per connection would cost a string per task.
-        self._task_group = task_group
         task_group.start_soon(self._reader, name="trio_ws reader")
         if self._outbox:
             self._start_writer()
