@@ -95,8 +95,6 @@ class Waits(NamedTuple):
 
     #: Makes a :class:`Wakeup`.
     new_wakeup: Callable[[], Wakeup]
-    #: Sleeps until cancelled (on trio without a cancel scope of its own).
-    sleep_forever: Callable[[], Awaitable[Any]]
     #: Waits until a socket that no stream reads from is readable.
     wait_readable: Callable[[socket.socket], Awaitable[None]]
     #: What reading or writing a connection's stream or socket raises once
@@ -131,7 +129,6 @@ def wait_functions() -> Waits:
         _lowlevel = trio.lowlevel
         _trio_waits = Waits(
             _TrioWakeup,
-            _trio_sleep_forever,
             trio.lowlevel.wait_readable,
             (*_ANYIO_IO_ERRORS, trio.ClosedResourceError),
             trio.lowlevel.checkpoint,
@@ -230,7 +227,6 @@ _ANYIO_IO_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSErro
 
 _ASYNCIO_WAITS = Waits(
     _AsyncioWakeup,
-    anyio.sleep_forever,
     anyio.wait_readable,
     _ANYIO_IO_ERRORS,
     _asyncio_checkpoint,
@@ -242,7 +238,6 @@ _ASYNCIO_WAITS = Waits(
 )
 _ANYIO_WAITS = Waits(
     anyio.Event,
-    anyio.sleep_forever,
     anyio.wait_readable,
     _ANYIO_IO_ERRORS,
     anyio.lowlevel.checkpoint,
@@ -291,12 +286,3 @@ class _TrioWakeup:
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         self._task = None
         return _lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
-
-
-def _trio_sleep_forever() -> Awaitable[object]:
-    """``trio.sleep_forever()`` minus its own coroutine frame."""
-    return _lowlevel.wait_task_rescheduled(_abort_sleep)  # type: ignore[no-any-return]
-
-
-def _abort_sleep(_: object) -> trio.lowlevel.Abort:
-    return _lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]

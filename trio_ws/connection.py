@@ -293,7 +293,7 @@ class WebSocketConnection:
         self._reader_scope = cancel_scope()
         self._writer_scope: CancelScope | None = None  # from _start_writer()
         self._task_group: TaskStarter | None = None  # from _start()
-        self._heartbeat_scope: CancelScope | None = None  # one per wait
+        self._heartbeat_scope: CancelScope | None = None  # one per wait for a pong
         self._heartbeat_stopped = False
         self._heartbeat_wakeup: Wakeup | None = None  # while waiting to ping
         # The stream's socket, if the opening handshake and then the tasks
@@ -471,7 +471,8 @@ class WebSocketConnection:
             raise _stream_error(exc) from exc
 
     def _start(self, task_group: TaskStarter) -> None:
-        """Run the reader, writer and heartbeat in ``task_group``."""
+        """Run the reader and the heartbeat in ``task_group``; the writer
+        starts there when first needed (:meth:`_start_writer`)."""
         sock = self._eager_socket  # chosen in __init__
         if sock is not None:
             self._eager_write = sock.send
