@@ -28,6 +28,7 @@ from tests.interop.peers import wait_until
 from tests.io_helpers import serving
 from trio_ws import ConnectionClosedOK, WebSocketConnection
 from trio_ws._asyncio_protocol import PENDING_LIMIT, ProtocolStream, adopt
+from trio_ws._streams import peer_addresses
 from trio_ws._waits import wait_functions
 
 TIMEOUT = 10
@@ -212,10 +213,15 @@ async def test_socket_attributes_come_from_the_transport() -> None:
             anyio.abc.SocketAttribute.remote_port,
         )
     }
+    addresses = peer_addresses(anyio_server)
     server = adopted(anyio_server)
     async with client, server:
         for attribute, value in expected.items():
             assert server.extra(attribute) == value
+        remote, local, raw = server.peer_addresses()
+        assert (remote, local) == addresses[:2]
+        assert raw.fileno() == addresses[2].fileno()
+        assert peer_addresses(server) == (remote, local, raw)
         assert server.extra(anyio.abc.SocketAttribute.remote_address) == client.extra(
             anyio.abc.SocketAttribute.local_address
         )

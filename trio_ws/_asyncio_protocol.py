@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 import anyio.abc
 
+from ._streams import socket_address
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -232,13 +234,23 @@ class ProtocolStream(anyio.abc.SocketStream):
     def _raw_socket(self) -> socket.socket:
         return self._transport.get_extra_info("socket")  # type: ignore[no-any-return]
 
+    def peer_addresses(self) -> tuple[Any, Any, socket.socket]:
+        """``(remote_address, local_address, raw_socket)`` as the attributes
+        give them, for :func:`~trio_ws._streams.peer_addresses`."""
+        transport = self._transport
+        return (
+            socket_address(transport.get_extra_info("peername")),
+            socket_address(transport.get_extra_info("sockname")),
+            transport.get_extra_info("socket"),
+        )
+
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         transport = self._transport
         sock = transport.get_extra_info("socket")
         family = sock.family
-        local = _address(transport.get_extra_info("sockname"))
-        remote = _address(transport.get_extra_info("peername"))
+        local = socket_address(transport.get_extra_info("sockname"))
+        remote = socket_address(transport.get_extra_info("peername"))
         attributes: dict[Any, Callable[[], Any]] = {
             anyio.abc.SocketAttribute.family: lambda: family,
             anyio.abc.SocketAttribute.local_address: lambda: local,
@@ -316,17 +328,6 @@ class ProtocolStream(anyio.abc.SocketStream):
             self.protocol._wake_reader()
             self._transport.abort()
         await anyio.lowlevel.checkpoint()
-
-
-def _address(address: Any) -> Any:
-    """A socket address as anyio reports it: IPv6 as ``(host, port)``,
-    with ``%scope`` on the host when there is a scope id."""
-    if isinstance(address, tuple) and len(address) == 4:
-        host, port, _flowinfo, scope_id = address
-        if scope_id:
-            return f"{host.split('%')[0]}%{scope_id}", port
-        return host, port
-    return address
 
 
 async def from_socket(sock: socket.socket, waits: Waits) -> ProtocolStream:

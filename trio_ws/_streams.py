@@ -18,7 +18,13 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Mapping
 
-__all__ = ["TrioStreamLike", "as_byte_stream", "close_socket", "peer_addresses"]
+__all__ = [
+    "TrioStreamLike",
+    "as_byte_stream",
+    "close_socket",
+    "peer_addresses",
+    "socket_address",
+]
 
 RECEIVE_SIZE = 65536
 
@@ -117,6 +123,18 @@ def peer_addresses(stream: anyio.abc.ByteStream) -> tuple[Any, Any, socket.socke
     """Return ``(remote_address, local_address, raw_socket)``, None where
     unknown."""
     try:
+        direct = getattr(stream, "peer_addresses", None)
+        if direct is not None:
+            return direct()  # type: ignore[no-any-return]  # a ProtocolStream's
+        if type(stream).extra_attributes is _SOCKET_ATTRIBUTES:
+            # anyio's own socket streams: ask the socket, as their attributes
+            # would, without building the mapping and its closures.
+            sock: socket.socket = stream._raw_socket  # type: ignore[attr-defined]
+            try:
+                remote = socket_address(sock.getpeername())
+            except OSError:
+                remote = None
+            return remote, socket_address(sock.getsockname()), sock
         # What stream.extra() looks in, built once: anyio's socket streams
         # rebuild it, with a getpeername() call, on every access.
         attributes: Mapping[Any, Callable[[], Any]] = stream.extra_attributes
@@ -130,6 +148,22 @@ def peer_addresses(stream: anyio.abc.ByteStream) -> tuple[Any, Any, socket.socke
         )
     except OSError:  # the socket is already gone
         return None, None, None
+
+
+#: The attributes of anyio's socket streams (the property object), to tell
+#: them from streams that provide their own.
+_SOCKET_ATTRIBUTES = anyio.abc.SocketStream.extra_attributes
+
+
+def socket_address(address: Any) -> Any:
+    """A socket address as anyio reports it: IPv6 as ``(host, port)``,
+    with ``%scope`` on the host when there is a scope id."""
+    if isinstance(address, tuple) and len(address) == 4:
+        host, port, _flowinfo, scope_id = address
+        if scope_id:
+            return f"{host.split('%')[0]}%{scope_id}", port
+        return host, port
+    return address
 
 
 def close_socket(sock: socket.socket) -> None:
