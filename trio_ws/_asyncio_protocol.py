@@ -322,11 +322,15 @@ class ProtocolStream(anyio.abc.SocketStream):
         except OSError:
             pass
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close at once: abort the transport (what it still buffers is lost)."""
         if not self._closed:
             self._closed = True
             self.protocol._wake_reader()
             self._transport.abort()
+
+    async def aclose(self) -> None:
+        self.close()
         await anyio.lowlevel.checkpoint()
 
 

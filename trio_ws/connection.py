@@ -849,8 +849,19 @@ class WebSocketConnection:
             if self._recv_waiter is not None:
                 self._recv_waiter.set()
             self._abort_pings()
-            if machine.close_transport_now() and not self._reader_scope.cancel_called:
-                self._reader_scope.cancel()
+            if machine.close_transport_now():
+                self._stop_reader()
+
+    def _stop_reader(self) -> None:
+        """Make the reader return: one parked on a wakeup (the protocol's, or
+        for room in the queue) is woken, which is cheaper than raising a
+        cancellation through it; one reading the stream is cancelled."""
+        if self._reader_wakeup is not None:
+            self._reader_wakeup.set()
+        elif self._reader_resume is not None:
+            self._reader_resume.set()
+        elif not self._reader_scope.cancel_called:
+            self._reader_scope.cancel()
 
     def _abort_pings(self) -> None:
         if not self._pings:
@@ -988,7 +999,7 @@ class WebSocketConnection:
             self._protocol.pause_reading()
             self._wake_reader()
         elif machine.close_transport_now():
-            self._wake_reader()
+            self._transport_done()
 
     def _transport_eof(self) -> None:
         self._transport_lost(None)  # to the connection, the same end of input
@@ -1002,6 +1013,14 @@ class WebSocketConnection:
             else:
                 self._connection_lost(exc)
             self._process()
+        self._transport_done()
+
+    def _transport_done(self) -> None:
+        """The machine is done with the transport: close it from the callback
+        if that needs no wait (the handler then sees the connection closed at
+        once, not after the reader's next turn), and let the reader return."""
+        if not self._closed.is_set():
+            self._close_at_once()
         self._wake_reader()
 
     def _wake_reader(self) -> None:
@@ -1287,21 +1306,41 @@ class WebSocketConnection:
 
     async def _close_transport(self, *, torn_down: bool = False) -> None:
         """Flush what is queued (bounded), close the stream, stop the tasks."""
-        machine = self._machine
-        assert machine is not None
-        sock = self._eager_socket
-        must_flush = (self._outbox or self._unsent) and not self._writer_exited.is_set()
-        if sock is not None and not torn_down and not must_flush:
-            # A plain socket with nothing left to send closes at once, as its
-            # stream would close it: nothing to wait for, so no scope either.
-            self._stop_writer()
-            self._stop_heartbeat()
-            close_socket(sock)
-        else:
+        if self._closed.is_set():
+            return  # closed at once already, by the protocol's callback
+        if torn_down or not self._close_at_once():
             with cancel_scope(shield=True):
                 if torn_down:
                     await self._go_away()
                 await self._flush_and_close_stream()
+            self._transport_closed()
+
+    def _close_at_once(self) -> bool:
+        """Close the transport now if nothing is left to send or to wait for,
+        and say whether it did: a plain socket closes at once, as its stream
+        would close it, and so does the protocol's transport once its buffer
+        is empty. Nothing to wait for, so no scope either."""
+        if (self._outbox or self._unsent) and not self._writer_exited.is_set():
+            return False
+        sock = self._eager_socket
+        protocol = self._protocol
+        if sock is not None:
+            self._stop_writer()
+            self._stop_heartbeat()
+            close_socket(sock)
+        elif protocol is not None and not protocol._writing_paused:
+            self._stop_writer()
+            self._stop_heartbeat()
+            self._stream.close()  # type: ignore[attr-defined]  # a ProtocolStream
+        else:
+            return False
+        self._transport_closed()
+        return True
+
+    def _transport_closed(self) -> None:
+        """Record that the stream is closed; wake everybody."""
+        machine = self._machine
+        assert machine is not None
         if machine.state is not State.CLOSED or not machine.eof_received:
             machine.receive_eof()
         self._closed.set()
