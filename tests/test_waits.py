@@ -28,6 +28,43 @@ async def test_backend_is_detected(anyio_backend: tuple[str, object]) -> None:
         assert waits.checkpoint is trio.lowlevel.checkpoint  # trio's own, no layers
 
 
+def test_backend_detection_agrees_with_sniffio_everywhere() -> None:
+    import asyncio
+
+    import sniffio
+
+    def check() -> str | None:
+        try:
+            library: str | None = sniffio.current_async_library()
+        except sniffio.AsyncLibraryNotFoundError:
+            library = None
+        assert running_on_trio() is (library == "trio")
+        return library
+
+    seen: list[str | None] = [check()]  # outside any event loop
+
+    async def in_trio() -> None:
+        seen.append(check())
+
+    async def host() -> None:
+        # trio as a guest of asyncio: both run in this thread, by turns.
+        seen.append(check())
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[object] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            in_trio,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+        )
+        outcome = await asyncio.wait_for(done, 10)
+        outcome.unwrap()  # type: ignore[attr-defined]
+        seen.append(check())
+
+    asyncio.run(host())
+    trio.run(in_trio)
+    assert seen == [None, "asyncio", "trio", "asyncio", "trio"]
+
+
 async def test_wakeup_set_before_wait_returns_at_once() -> None:
     wakeup = wait_functions().new_wakeup()
     assert not wakeup.is_set()
