@@ -997,6 +997,35 @@ async def test_cancelling_the_block_closes_with_1001() -> None:
     assert closes == [1001]
 
 
+@pytest.mark.anyio
+async def test_a_server_that_never_answers_the_close_is_left_after_close_timeout() -> None:
+    # Over real sockets, on both backends (on asyncio the reader waits on the
+    # protocol without a scope of its own, and a timer ends the wait).
+    seen = bytearray()
+    hung_up = anyio.Event()
+
+    async def respond(stream: anyio.abc.SocketStream) -> None:
+        await stream.send(switching(await read_request(stream)))
+        try:
+            while True:  # read the close frame, never answer it
+                seen.extend(await stream.receive())
+        except anyio.EndOfStream:
+            hung_up.set()
+
+    with anyio.fail_after(TIMEOUT):
+        async with raw_server(respond) as port:
+            async with trio_ws.open_websocket_url(
+                f"ws://127.0.0.1:{port}/", close_timeout=0.2, ping_interval=None
+            ) as ws:
+                pass
+            await hung_up.wait()  # we closed TCP ourselves, in the end
+    assert ws.state is State.CLOSED
+    assert ws.close_code == 1006  # no close frame came back
+    assert seen[0] == 0x88  # our close frame went out
+    with pytest.raises(ConnectionClosedError, match="no close frame received"):
+        await ws.recv()
+
+
 # -- options on the wire -------------------------------------------------------------
 
 

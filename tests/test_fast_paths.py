@@ -256,7 +256,8 @@ async def test_the_side_that_closes_tcp_closes_a_plain_socket_at_once(
     async def handler(ws: WebSocketConnection) -> None:
         async for _ in ws:
             pass
-        seen.append((ws.state, ws._reader_scope.cancel_called))
+        scope = ws._reader_scope
+        seen.append((ws.state, scope is not None and scope.cancel_called))
         handled.set()
 
     with anyio.fail_after(10):

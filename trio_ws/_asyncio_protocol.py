@@ -207,6 +207,10 @@ class ConnectionProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             raise anyio.BrokenResourceError from self._error
 
+    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        """Call ``callback`` at ``when`` on the event loop's clock."""
+        return asyncio.get_running_loop().call_at(when, callback)
+
     def pause_reading(self) -> None:
         self._reading_paused = True
         self.transport.pause_reading()

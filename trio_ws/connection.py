@@ -92,6 +92,7 @@ from .protocol.machine import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
     from types import TracebackType
 
     from ._streams import TrioStreamLike
@@ -165,6 +166,7 @@ class WebSocketConnection:
         "_close_requested",
         "_closed",
         "_closing_deadline",
+        "_closing_timer",
         "_eager_socket",
         "_eager_write",
         "_flushed",
@@ -290,7 +292,12 @@ class WebSocketConnection:
         self._fragmenting = False  # a fragmented message is being sent
         self._fragment_done: anyio.Event | None = None
         self._pings: dict[bytes, tuple[float, PongWaiter]] = {}
-        self._reader_scope = cancel_scope()
+        # None on asyncio's protocol path: the reader there only waits on
+        # wakeups, which closing sets, and a timer ends the closing handshake.
+        self._reader_scope: CancelScope | None = (
+            None if isinstance(self._stream, ProtocolStream) else cancel_scope()
+        )
+        self._closing_timer: asyncio.TimerHandle | None = None
         self._writer_scope: CancelScope | None = None  # from _start_writer()
         self._task_group: TaskStarter | None = None  # from _start()
         self._heartbeat_scope: CancelScope | None = None  # one per wait for a pong
@@ -840,7 +847,12 @@ class WebSocketConnection:
             if not machine.close_transport_now():
                 # The reader waits for the rest of the closing handshake, at
                 # most until then. (If it is over, the reader stops below.)
-                self._reader_scope.deadline = self._closing_deadline
+                if self._reader_scope is not None:
+                    self._reader_scope.deadline = self._closing_deadline
+                else:
+                    self._closing_timer = self._stream.protocol.call_at(  # type: ignore[attr-defined]
+                        self._closing_deadline, self._wake_reader
+                    )
         if self._reader_resume is not None:
             self._reader_resume.set()
         if self._send_room is not None:
@@ -860,7 +872,7 @@ class WebSocketConnection:
             self._reader_wakeup.set()
         elif self._reader_resume is not None:
             self._reader_resume.set()
-        elif not self._reader_scope.cancel_called:
+        elif self._reader_scope is not None and not self._reader_scope.cancel_called:
             self._reader_scope.cancel()
 
     def _abort_pings(self) -> None:
@@ -893,8 +905,11 @@ class WebSocketConnection:
     async def _reader(self) -> None:
         torn_down = True
         try:
-            with self._reader_scope:
+            if self._reader_scope is None:
                 await self._read_until_close()
+            else:
+                with self._reader_scope:
+                    await self._read_until_close()
             torn_down = False
         except Exception:  # pragma: no cover  # a bug here must not kill the user's task group
             torn_down = False
@@ -928,7 +943,10 @@ class WebSocketConnection:
                 continue
             if protocol is not None:
                 # The protocol's callbacks read and process; they wake us once
-                # the queue is full or the transport is to close.
+                # the queue is full or the transport is to close, and the
+                # closing timer once the peer took too long to finish closing.
+                if self._waits.current_time() >= self._closing_deadline:
+                    return
                 protocol.resume_reading()
                 self._reader_wakeup = wakeup = self._waits.new_wakeup()
                 try:
@@ -1344,6 +1362,9 @@ class WebSocketConnection:
         if machine.state is not State.CLOSED or not machine.eof_received:
             machine.receive_eof()
         self._closed.set()
+        if self._closing_timer is not None:
+            self._closing_timer.cancel()
+            self._closing_timer = None
         self._after_state_change()
         if self._recv_waiter is not None:
             self._recv_waiter.set()
