@@ -38,6 +38,7 @@ from trio_ws import (
     make_response,
 )
 from trio_ws.protocol.handshake import SERVER, accept_key
+from trio_ws.server import accept_waiting
 
 #: Upper bound on any single test; nothing here should come close.
 TIMEOUT = 10
@@ -1174,3 +1175,42 @@ async def test_closing_a_listener_stops_accepting_on_it() -> None:
                 async with trio_ws.open_websocket_url(url):
                     pass
             await server.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+async def test_connections_waiting_together_are_accepted_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On asyncio, after each accept() the server takes every connection
+    # already waiting, straight into its own protocol; each is served.
+    import socket
+
+    import trio_ws.server
+
+    taken: list[int] = []
+
+    def spy(listening: socket.socket) -> list[socket.socket]:
+        accepted = accept_waiting(listening)
+        taken.append(len(accepted))
+        return accepted
+
+    monkeypatch.setattr(trio_ws.server, "accept_waiting", spy)
+    count = 6
+    with anyio.fail_after(TIMEOUT):
+        async with serving() as server:
+            # Connected without a pause between them: all wait in the
+            # backlog when the server first looks.
+            socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(count)]
+            streams = []
+            for sock in socks:
+                sock.setblocking(False)
+                streams.append(await anyio.abc.SocketStream.from_socket(sock))
+            async with anyio.create_task_group() as task_group:
+                for stream in streams:
+                    ws = await trio_ws.wrap_client_stream(task_group, stream, "127.0.0.1")
+                    await ws.send("hi")
+                    assert await ws.recv() == "hi"
+                    await ws.aclose()
+            assert len(server.connections) == 0
+    assert sum(taken) >= 1, taken

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,7 +30,7 @@ import anyio.abc
 import anyio.streams.stapled
 from anyio.streams.tls import TLSStream
 
-from ._asyncio_protocol import adopt
+from ._asyncio_protocol import adopt, from_socket
 from ._streams import as_byte_stream
 from ._tasks import (
     TaskStarter,
@@ -88,6 +89,41 @@ SelectSubprotocol = Callable[[WebSocketConnection, Sequence[str]], "str | None"]
 # Errors that mean "too many open files" or "out of buffers": accept() fails
 # with them under load, and the right answer is to wait, not to crash.
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+#: At most this many waiting connections are taken after each accept().
+ACCEPT_BATCH = 64
+
+
+def _raw_listening_socket(listener: anyio.abc.SocketListener) -> socket.socket | None:
+    """The socket under one of anyio's asyncio TCP or Unix listeners, or None."""
+    if type(listener).__module__ != "anyio._backends._asyncio":
+        return None
+    sock = listener.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_STREAM:
+        return None
+    return sock
+
+
+def accept_waiting(listening: socket.socket) -> list[socket.socket]:
+    """Accept the connections waiting on a non-blocking listening socket, up
+    to :data:`ACCEPT_BATCH`, as anyio's accept() sets them up (non-blocking,
+    ``TCP_NODELAY`` for TCP). Stops at the first error: a closed listener,
+    or one out of descriptors, is for the next ``accept()`` to report."""
+    accepted: list[socket.socket] = []
+    tcp = listening.family in (socket.AF_INET, socket.AF_INET6)
+    for _ in range(ACCEPT_BATCH):
+        try:
+            sock, _ = listening.accept()
+        except OSError:  # BlockingIOError most often: nobody else waits
+            break
+        try:
+            sock.setblocking(False)
+            if tcp:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # reset already: let the handshake find out
+            pass
+        accepted.append(sock)
+    return accepted
 
 
 async def _resolve(value: Any) -> Any:
@@ -326,6 +362,11 @@ class WebSocketServer:
     async def _accept_loop(
         self, listener: anyio.abc.SocketListener, handler_nursery: TaskStarter
     ) -> None:
+        # On asyncio, the connections already waiting when one is accepted
+        # are taken at once, straight into a protocol of our own, without a
+        # wait each in anyio's accept() and a stream to adopt afterwards.
+        # Waiting is still anyio's accept(), which its aclose() interrupts.
+        raw = None if running_on_trio() else _raw_listening_socket(listener)
         while not self._closing:
             try:
                 stream = await listener.accept()
@@ -338,6 +379,21 @@ class WebSocketServer:
                     continue
                 raise
             handler_nursery.start_soon(self._serve_stream, stream)
+            if raw is not None:
+                for sock in accept_waiting(raw):
+                    handler_nursery.start_soon(self._serve_socket, sock)
+
+    async def _serve_socket(self, sock: socket.socket) -> None:
+        """:meth:`_serve_stream` for a socket that :func:`accept_waiting` took."""
+        try:
+            stream = await from_socket(sock, wait_functions())
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, Exception):
+                raise
+            logger.debug("connection lost before its opening handshake: %r", exc)
+            return
+        await self._serve_stream(stream)
 
     async def _serve_stream(self, stream: anyio.abc.ByteStream) -> None:
         """Run one connection from TLS and handshake to close; never raise
