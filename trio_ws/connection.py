@@ -174,6 +174,7 @@ class WebSocketConnection:
         "_fragmenting",
         "_heartbeat_scope",
         "_heartbeat_stopped",
+        "_heartbeat_timer",
         "_heartbeat_wakeup",
         "_id",
         "_logger",
@@ -302,6 +303,7 @@ class WebSocketConnection:
         self._task_group: TaskStarter | None = None  # from _start()
         self._heartbeat_scope: CancelScope | None = None  # one per wait for a pong
         self._heartbeat_stopped = False
+        self._heartbeat_timer: asyncio.TimerHandle | None = None  # until the first ping
         self._heartbeat_wakeup: Wakeup | None = None  # while waiting to ping
         # The stream's socket, if the opening handshake and then the tasks
         # may read and write it directly.
@@ -492,8 +494,17 @@ class WebSocketConnection:
         task_group.start_soon(self._reader, name="trio_ws reader")
         if self._outbox:
             self._start_writer()
-        if self.ping_interval is not None:
-            task_group.start_soon(self._heartbeat, name="trio_ws heartbeat")
+        if self.ping_interval is not None and not self._heartbeat_stopped:
+            if self._protocol is not None:
+                # On asyncio's protocol path a timer waits for the first
+                # ping: a connection closed before then (most short-lived
+                # ones) never runs a heartbeat task, and an idle one holds
+                # none until then.
+                self._heartbeat_timer = self._protocol.call_at(
+                    self._waits.current_time() + self.ping_interval, self._start_heartbeat
+                )
+            else:
+                task_group.start_soon(self._heartbeat, name="trio_ws heartbeat")
 
     # -- receiving ------------------------------------------------------------
 
@@ -1196,12 +1207,13 @@ class WebSocketConnection:
                 continue
             view = view[sent:]
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, ping_first: bool = False) -> None:
         # The wait for the next ping, where the heartbeat spends its life, is
         # a wakeup that a timer or _stop_heartbeat() sets: returning from a
         # wait is cheaper than raising a cancellation through it. The wait for
         # a pong runs in a cancel scope whose deadline is the timeout, and
-        # which _stop_heartbeat() cancels.
+        # which _stop_heartbeat() cancels. Started by the timer that waited
+        # for the first ping (_start_heartbeat), it pings at once.
         interval = self.ping_interval
         assert interval is not None
         machine = self._machine
@@ -1213,13 +1225,16 @@ class WebSocketConnection:
                 # connection closed at once): nothing is left to keep alive,
                 # and ping() would refuse. No timer, then.
                 return
-            self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
-            if self._heartbeat_stopped:
-                wakeup.set()  # stopped before we ran: no wait
-            # Until the next ping is due (on asyncio a timer sets the wakeup:
-            # no cancel scope to keep while idle).
-            await self._waits.wait_until(wakeup, self._waits.current_time() + interval)
-            self._heartbeat_wakeup = None
+            if ping_first:
+                ping_first = False
+            else:
+                self._heartbeat_wakeup = wakeup = self._waits.new_wakeup()
+                if self._heartbeat_stopped:
+                    wakeup.set()  # stopped before we ran: no wait
+                # Until the next ping is due (on asyncio a timer sets the
+                # wakeup: no cancel scope to keep while idle).
+                await self._waits.wait_until(wakeup, self._waits.current_time() + interval)
+                self._heartbeat_wakeup = None
             if self._heartbeat_stopped or closed.is_set():
                 return
             try:
@@ -1247,8 +1262,22 @@ class WebSocketConnection:
         self._heartbeat_scope = scope
         return scope
 
+    def _start_heartbeat(self) -> None:
+        """The first ping is due: run the heartbeat (asyncio's protocol path,
+        where a timer waited for this instead of a task)."""
+        self._heartbeat_timer = None
+        machine = self._machine
+        assert machine is not None
+        assert self._task_group is not None
+        if not self._heartbeat_stopped and machine.state is State.OPEN:
+            self._task_group.start_soon(self._heartbeat, True, name="trio_ws heartbeat")
+
     def _stop_heartbeat(self) -> None:
         self._heartbeat_stopped = True
+        timer = self._heartbeat_timer
+        if timer is not None:
+            self._heartbeat_timer = None
+            timer.cancel()
         wakeup = self._heartbeat_wakeup
         if wakeup is not None:
             self._heartbeat_wakeup = None
