@@ -27,6 +27,7 @@ trio's own on trio, anyio's elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -118,7 +119,7 @@ def cancel_scope(*, deadline: float = math.inf, shield: bool = False) -> CancelS
         import trio
 
         return trio.CancelScope(deadline=deadline, shield=shield)
-    return anyio.CancelScope(deadline=deadline, shield=shield)
+    return _AnyioScope(deadline=deadline, shield=shield)
 
 
 def move_on_after(seconds: float | None) -> CancelScope:
@@ -129,8 +130,17 @@ def move_on_after(seconds: float | None) -> CancelScope:
 
         deadline = math.inf if seconds is None else trio.current_time() + seconds
         return trio.CancelScope(deadline=deadline)
-    deadline = math.inf if seconds is None else anyio.current_time() + seconds
-    return anyio.CancelScope(deadline=deadline)
+    deadline = math.inf if seconds is None else asyncio.get_running_loop().time() + seconds
+    return _AnyioScope(deadline=deadline)
+
+
+# anyio's cancel scope on asyncio, made directly: through anyio.CancelScope
+# each one costs a look-up of the running backend (and, through sniffio, of
+# the running library). anyio runs on trio and asyncio only.
+try:
+    from anyio._backends._asyncio import CancelScope as _AnyioScope
+except ImportError:  # pragma: no cover  # another anyio
+    _AnyioScope = anyio.CancelScope  # type: ignore[assignment,misc]
 
 
 def create_task_group() -> TaskGroup:
@@ -214,7 +224,6 @@ def _light_asyncio_task_group() -> type[anyio.abc.TaskGroup] | None:
         for name in ("_tasks", "_host_task", "_active", "_effectively_cancelled")
     ):
         return None  # pragma: no cover
-    import asyncio
 
     add_awaited_by = getattr(asyncio, "future_add_to_awaited_by", None)
     discard_awaited_by = getattr(asyncio, "future_discard_from_awaited_by", None)

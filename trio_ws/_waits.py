@@ -56,7 +56,7 @@ def new_event() -> Event:
         import trio
 
         return trio.Event()
-    return anyio.Event()
+    return _AnyioEvent()
 
 
 class Latch:
@@ -169,7 +169,7 @@ class _AsyncioWakeup:
 
     async def wait(self) -> None:
         if self._flag:
-            await anyio.lowlevel.checkpoint()
+            await _asyncio_full_checkpoint()
             return
         if self._future is not None:
             raise RuntimeError("another task is already waiting for this wakeup")
@@ -194,9 +194,9 @@ async def _asyncio_checkpoint() -> None:
     global _asyncio_calls
     _asyncio_calls += 1
     if _asyncio_calls % ASYNCIO_YIELD_EVERY:
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        await _asyncio_checkpoint_if_cancelled()
     else:
-        await anyio.lowlevel.checkpoint()
+        await _asyncio_full_checkpoint()
 
 
 def _asyncio_time() -> float:
@@ -225,13 +225,29 @@ async def _trio_wait_until(wakeup: Wakeup, deadline: float) -> None:
 
 _ANYIO_IO_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
+# anyio's checkpoints and events on asyncio, called directly: anyio.lowlevel's
+# and anyio.Event look up the running backend (and, through sniffio, the
+# running library) each time. anyio runs on trio and asyncio only.
+try:
+    from anyio._backends._asyncio import AsyncIOBackend as _AsyncIOBackend
+    from anyio._backends._asyncio import Event as _AnyioEvent
+except ImportError:  # pragma: no cover  # another anyio
+    _AnyioEvent = anyio.Event  # type: ignore[assignment,misc]
+    _asyncio_full_checkpoint = anyio.lowlevel.checkpoint
+    _asyncio_checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
+    _asyncio_shielded_checkpoint = anyio.lowlevel.cancel_shielded_checkpoint
+else:
+    _asyncio_full_checkpoint = _AsyncIOBackend.checkpoint
+    _asyncio_checkpoint_if_cancelled = _AsyncIOBackend.checkpoint_if_cancelled
+    _asyncio_shielded_checkpoint = _AsyncIOBackend.cancel_shielded_checkpoint
+
 _ASYNCIO_WAITS = Waits(
     _AsyncioWakeup,
     anyio.wait_readable,
     _ANYIO_IO_ERRORS,
     _asyncio_checkpoint,
-    anyio.lowlevel.checkpoint_if_cancelled,
-    anyio.lowlevel.cancel_shielded_checkpoint,
+    _asyncio_checkpoint_if_cancelled,
+    _asyncio_shielded_checkpoint,
     anyio.wait_writable,
     _asyncio_time,
     _asyncio_wait_until,
