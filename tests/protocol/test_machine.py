@@ -712,3 +712,23 @@ def test_invalid_utf8_in_a_compressed_fragment_fails_before_the_message_ends() -
     ]
     server.receive_data(b"".join(frame.serialize(mask_key=MASK) for frame in frames))
     assert_failed(server, 1007, UnicodeDecodeError)
+
+
+@pytest.mark.parametrize("role", [Role.SERVER, Role.CLIENT])
+@pytest.mark.parametrize("chunk", [None, 3, 65535, 65537, 262144])
+def test_large_frames_arrive_whole_however_the_reads_fall(role: Role, chunk: int | None) -> None:
+    # A transport may hand over a quarter of a megabyte, or a whole frame, per
+    # read; the machine unmasks, validates and joins it piece by piece (see
+    # _CHUNK_MAX), with the mask's phase and UTF-8 sequences crossing pieces.
+    binary = os.urandom(300_001)
+    text = "aé€😀" * 40_000  # 1-4 byte sequences, across every boundary
+    data = frame_to(
+        (receiver := machine(role, max_size=None)), Frame(Opcode.BINARY, binary)
+    ) + frame_to(receiver, Frame(Opcode.TEXT, text.encode()))
+    if chunk is None:
+        receiver.receive_data(data)
+    else:
+        for start in range(0, len(data), chunk):
+            receiver.receive_data(data[start : start + chunk])
+    assert receiver.events_received() == [BinaryMessage(binary), TextMessage(text)]
+    assert receiver.state is State.OPEN

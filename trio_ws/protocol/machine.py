@@ -306,7 +306,7 @@ class WebSocketMachine:
             while pos < end:
                 if self._rx_remaining:
                     # Inside a data frame whose payload is still arriving.
-                    n = min(end - pos, self._rx_remaining)
+                    n = min(end - pos, self._rx_remaining, _CHUNK_MAX)
                     self._rx_remaining -= n
                     self._data_chunk(data[pos : pos + n], not self._rx_remaining)
                     pos += n
@@ -672,6 +672,12 @@ class WebSocketMachine:
         self._mask_pos = pos + 4
         return self._mask_pool[pos : pos + 4]
 
+
+#: The most payload _data_chunk() takes at once. A transport may hand over
+#: a quarter of a megabyte per read (asyncio's and uvloop's do): unmasked in
+#: one piece, each such chunk would be a fresh allocation above malloc's mmap
+#: threshold, paid in page faults, where pieces of this size reuse the heap.
+_CHUNK_MAX = 2**16
 
 # See _data_chunk: how much compressed input we gather before inflating it.
 _INFLATE_BATCH = 256 * 1024
