@@ -220,6 +220,7 @@ async def test_socket_attributes_come_from_the_transport() -> None:
             assert server.extra(attribute) == value
         remote, local, raw = server.peer_addresses()
         assert (remote, local) == addresses[:2]
+        assert addresses[2] is not None
         assert raw.fileno() == addresses[2].fileno()
         assert peer_addresses(server) == (remote, local, raw)
         assert server.extra(anyio.abc.SocketAttribute.remote_address) == client.extra(

@@ -408,6 +408,10 @@ async def test_direct_handshake_reads_fail_as_the_stream_would(ending: str) -> N
     assert [type(error) for error in errors] == [expected]
 
 
+def timer_of(ws: WebSocketConnection) -> object:
+    return ws._heartbeat_timer
+
+
 def heartbeat_tasks() -> int:
     """How many heartbeat tasks run now (asyncio)."""
     import asyncio
@@ -431,10 +435,10 @@ async def test_on_asyncio_the_heartbeat_starts_when_the_first_ping_is_due() -> N
             async with trio_ws.open_websocket_url(url, ping_interval=30) as idle:
                 await idle.send("hi")
                 assert await idle.recv() == "hi"
-                assert idle._heartbeat_timer is not None
+                assert timer_of(idle) is not None
                 assert heartbeat_tasks() == 0
             # Closed before its first ping: the timer went with it.
-            assert idle._heartbeat_timer is None
+            assert timer_of(idle) is None
             assert heartbeat_tasks() == 0
             async with trio_ws.open_websocket_url(url, ping_interval=0.02) as ws:
                 await wait_until(lambda: ws.latency > 0)

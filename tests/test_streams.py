@@ -29,12 +29,12 @@ async def socket_pair(kind: str) -> AsyncIterator[tuple[Any, Any]]:
         if kind == "unix":
             with tempfile.TemporaryDirectory() as directory:
                 path = os.path.join(directory, "sock")
-                listener = await anyio.create_unix_listener(path)
-                async with listener:
-                    client = await anyio.connect_unix(path)
-                    server = await listener.accept()
-                    async with client, server:
-                        yield client, server
+                unix_listener = await anyio.create_unix_listener(path)
+                async with unix_listener:
+                    unix_client = await anyio.connect_unix(path)
+                    unix_server = await unix_listener.accept()
+                    async with unix_client, unix_server:
+                        yield unix_client, unix_server
             return
         host = "::1" if kind == "ipv6" else "127.0.0.1"
         multi = await anyio.create_tcp_listener(local_host=host)
@@ -42,7 +42,7 @@ async def socket_pair(kind: str) -> AsyncIterator[tuple[Any, Any]]:
             [listener] = multi.listeners
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             client = await anyio.connect_tcp(host, port)
-            server = await listener.accept()  # type: ignore[attr-defined]
+            server: Any = await listener.accept()  # type: ignore[attr-defined]
             async with client, server:
                 yield client, server
 

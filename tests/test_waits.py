@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import socket
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -266,7 +267,8 @@ async def test_cancel_scopes_are_the_backends_own(anyio_backend: tuple[str, obje
     expected = trio.CancelScope if anyio_backend[0] == "trio" else type(anyio.CancelScope())
     assert type(cancel_scope()) is expected
     assert type(move_on_after(1)) is expected
-    assert cancel_scope(shield=True).shield
+    shielded: Any = cancel_scope(shield=True)
+    assert shielded.shield
     assert cancel_scope(deadline=5.0).deadline == 5.0
     assert move_on_after(None).deadline == math.inf
     assert move_on_after(10).deadline - anyio.current_time() == pytest.approx(10, abs=1)
