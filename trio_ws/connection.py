@@ -1048,7 +1048,9 @@ class WebSocketConnection:
         """The machine is done with the transport: close it from the callback
         if that needs no wait (the handler then sees the connection closed at
         once, not after the reader's next turn), and let the reader return."""
-        if not self._closed.is_set():
+        machine = self._machine
+        assert machine is not None
+        if machine.close_transport_now() and not self._closed.is_set():
             self._close_at_once()
         self._wake_reader()
 
