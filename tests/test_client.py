@@ -1026,6 +1026,32 @@ async def test_a_server_that_never_answers_the_close_is_left_after_close_timeout
         await ws.recv()
 
 
+@pytest.mark.anyio
+async def test_a_peer_that_never_answers_pings_fails_with_1011_over_sockets() -> None:
+    # On both backends over real sockets: on asyncio's protocol path the
+    # first ping comes from a timer-started heartbeat.
+    pings = 0
+
+    async def respond(stream: anyio.abc.SocketStream) -> None:
+        nonlocal pings
+        await stream.send(switching(await read_request(stream)))
+        while True:  # raw_server ends this at EOF
+            pings += (await stream.receive()).count(b"\x89")  # a masked ping's first byte
+
+    with anyio.fail_after(TIMEOUT):
+        async with (
+            raw_server(respond) as port,
+            trio_ws.open_websocket_url(
+                f"ws://127.0.0.1:{port}/", ping_interval=0.02, ping_timeout=0.05, close_timeout=0.1
+            ) as ws,
+        ):
+            with pytest.raises(ConnectionClosedError, match="keepalive ping timeout"):
+                await ws.recv()
+    assert ws.close_code == 1006  # no close frame came back
+    assert ws.state is State.CLOSED
+    assert pings >= 1
+
+
 # -- options on the wire -------------------------------------------------------------
 
 

@@ -1373,16 +1373,14 @@ class WebSocketConnection:
             return False
         sock = self._eager_socket
         protocol = self._protocol
-        if sock is not None:
-            self._stop_writer()
-            self._stop_heartbeat()
-            close_socket(sock)
-        elif protocol is not None and not protocol._writing_paused:
-            self._stop_writer()
-            self._stop_heartbeat()
-            self._stream.close()  # type: ignore[attr-defined]  # a ProtocolStream
-        else:
+        if sock is None and (protocol is None or protocol._writing_paused):
             return False
+        self._stop_writer()
+        self._stop_heartbeat()
+        if sock is not None:
+            close_socket(sock)
+        else:
+            self._stream.close()  # type: ignore[attr-defined]  # a ProtocolStream
         self._transport_closed()
         return True
 

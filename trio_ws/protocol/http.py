@@ -461,6 +461,26 @@ def _parse_fields(lines: list[str], checked: frozenset[str]) -> list[tuple[str, 
     return items
 
 
+def _plain_head(
+    buffer: bytes, first_line: re.Pattern[str], checked: frozenset[str]
+) -> tuple[re.Match[str], list[tuple[str, str, str]], int] | None:
+    """The first line's match, the fields and the length of a complete head
+    at the start of ``buffer``, or None if it is incomplete or out of the
+    ordinary (see :func:`_parse_fields`)."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    match = first_line.fullmatch(lines[0])
+    if match is None:
+        return None
+    del lines[0]
+    items = _parse_fields(lines, checked)
+    if items is None:
+        return None
+    return match, items, end + 4
+
+
 def parse_upgrade_request(buffer: bytes) -> tuple[str, Headers, int] | None:
     """Read a plain ``GET ... HTTP/1.1`` head at the start of ``buffer``.
 
@@ -470,18 +490,11 @@ def parse_upgrade_request(buffer: bytes) -> tuple[str, Headers, int] | None:
     h11 reads more leniently): h11 reads those. Whatever this accepts, h11
     reads the same way.
     """
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
+    head = _plain_head(buffer, _UPGRADE_REQUEST_LINE_RE, _REQUEST_CHECKED_FIELDS)
+    if head is None:
         return None
-    lines = buffer[:end].decode("latin-1").split("\r\n")
-    match = _UPGRADE_REQUEST_LINE_RE.fullmatch(lines[0])
-    if match is None:
-        return None
-    del lines[0]
-    items = _parse_fields(lines, _REQUEST_CHECKED_FIELDS)
-    if items is None:
-        return None
-    return match[1], Headers._trusted(items), end + 4
+    match, items, length = head
+    return match[1], Headers._trusted(items), length
 
 
 def parse_switching_response(buffer: bytes) -> tuple[Response, int] | None:
@@ -492,15 +505,8 @@ def parse_switching_response(buffer: bytes) -> tuple[Response, int] | None:
     more leniently): h11 reads those. Whatever this accepts, h11 reads the
     same way.
     """
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
+    head = _plain_head(buffer, _SWITCHING_STATUS_LINE_RE, _FRAMING_FIELDS)
+    if head is None:
         return None
-    lines = buffer[:end].decode("latin-1").split("\r\n")
-    match = _SWITCHING_STATUS_LINE_RE.fullmatch(lines[0])
-    if match is None:
-        return None
-    del lines[0]
-    items = _parse_fields(lines, _FRAMING_FIELDS)
-    if items is None:
-        return None
-    return Response(101, match[1] or "", Headers._trusted(items)), end + 4
+    match, items, length = head
+    return Response(101, match[1] or "", Headers._trusted(items)), length
