@@ -8,6 +8,9 @@ import trustme
 from hypothesis import HealthCheck, settings
 
 from tests.helpers import IN_CI
+from tests.io_helpers import SteppingClock
+from trio_ws import connection
+from trio_ws._waits import TRIO_TURN
 
 # A fast default for every run; HYPOTHESIS_PROFILE=nightly digs deeper.
 settings.register_profile("default", max_examples=100, deadline=None)
@@ -54,3 +57,10 @@ def ipv6() -> None:
 def ca() -> trustme.CA:
     """A throwaway certificate authority for TLS tests."""
     return trustme.CA()
+
+
+@pytest.fixture
+def schedule_point_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every call of a connection that need not wait a schedule point on
+    trio too, as for a task whose turn is always over (see TRIO_TURN)."""
+    monkeypatch.setattr(connection, "_clock", SteppingClock(TRIO_TURN * 2))

@@ -505,6 +505,19 @@ async def open_raw_pair(
         await task_group.__aexit__(None, None, None)
 
 
+class SteppingClock:
+    """A clock for the connection's turns that moves ``step`` per reading,
+    so that how often its calls yield does not depend on the machine."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 async def echo(ws: WebSocketConnection) -> None:
     async for message in ws:
         await ws.send(message)

@@ -2091,6 +2091,7 @@ async def test_a_close_that_arrives_with_the_handshake_closes(side: str) -> None
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("side", ["client", "server"])
+@pytest.mark.usefixtures("schedule_point_per_call")
 async def test_send_racing_a_peer_failure_raises_connection_closed(side: str) -> None:
     """A bad frame processed while send() yields makes send() raise
     ConnectionClosed, never the core's ProtocolError."""

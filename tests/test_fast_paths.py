@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -20,10 +21,10 @@ import trustme
 
 import trio_ws
 from tests.interop.peers import wait_until
-from tests.io_helpers import echo, serving
+from tests.io_helpers import SteppingClock, echo, serving
 from trio_ws import State, WebSocketConnection
 from trio_ws._streams import close_socket
-from trio_ws._waits import ASYNCIO_YIELD_EVERY
+from trio_ws._waits import ASYNCIO_YIELD_EVERY, TRIO_TURN
 from trio_ws.protocol.machine import Role
 
 pytestmark = pytest.mark.anyio
@@ -125,7 +126,19 @@ async def test_mixed_sizes_arrive_whole_and_in_order(reader_delay: float) -> Non
     assert received == messages
 
 
-async def test_a_busy_sender_lets_other_tasks_run() -> None:
+@pytest.fixture
+def quarter_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each call of a connection reads the clock once: a trio turn lasts
+    four calls that need not wait."""
+    monkeypatch.setattr(trio_ws.connection, "_clock", SteppingClock(TRIO_TURN / 4))
+
+
+def calls_per_schedule_point(anyio_backend: tuple[str, Any]) -> int:
+    return 4 if anyio_backend[0] == "trio" else ASYNCIO_YIELD_EVERY
+
+
+async def count_ticks_during(body: Callable[[], Awaitable[object]]) -> int:
+    """How many times another task ran while ``body()`` ran."""
     ticks = 0
 
     async def ticker() -> None:
@@ -134,43 +147,54 @@ async def test_a_busy_sender_lets_other_tasks_run() -> None:
             ticks += 1
             await anyio.lowlevel.checkpoint()
 
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(ticker)
+        await anyio.lowlevel.checkpoint()
+        before = ticks
+        await body()
+        during = ticks - before
+        task_group.cancel_scope.cancel()
+    return during
+
+
+@pytest.mark.usefixtures("quarter_turns")
+async def test_a_busy_sender_lets_other_tasks_run(anyio_backend: tuple[str, Any]) -> None:
     async def sink(ws: WebSocketConnection) -> None:
         async for _ in ws:
             pass
 
     sends = ASYNCIO_YIELD_EVERY * 20
+
+    async def send_all(ws: WebSocketConnection) -> None:
+        for _ in range(sends):
+            await ws.send(b"x")
+
     with anyio.fail_after(30):
-        async with serving(sink) as server, anyio.create_task_group() as task_group:
-            async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
-                task_group.start_soon(ticker)
-                await anyio.lowlevel.checkpoint()
-                before = ticks
-                for _ in range(sends):
-                    await ws.send(b"x")
-                during = ticks - before
-            task_group.cancel_scope.cancel()
-    # At least one schedule point per ASYNCIO_YIELD_EVERY sends (every send
-    # on trio): the ticker ran in between.
-    assert during >= sends // ASYNCIO_YIELD_EVERY - 1
+        async with (
+            serving(sink) as server,
+            trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            during = await count_ticks_during(lambda: send_all(ws))
+    # At least one schedule point per turn (trio) or per ASYNCIO_YIELD_EVERY
+    # sends (asyncio): the ticker ran in between.
+    assert during >= sends // calls_per_schedule_point(anyio_backend) - 1
 
 
-async def test_a_busy_receiver_lets_other_tasks_run() -> None:
-    ticks = 0
+@pytest.mark.usefixtures("quarter_turns")
+async def test_a_busy_receiver_lets_other_tasks_run(anyio_backend: tuple[str, Any]) -> None:
     count = ASYNCIO_YIELD_EVERY * 20
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await anyio.lowlevel.checkpoint()
 
     async def flood(ws: WebSocketConnection) -> None:
         for _ in range(count):
             await ws.send(b"y")
         await ws.wait_closed()
 
+    async def receive_all(ws: WebSocketConnection) -> None:
+        for _ in range(count):
+            assert await ws.recv() == b"y"
+
     with anyio.fail_after(30):
-        async with serving(flood, max_queue=None) as server, anyio.create_task_group() as tg:
+        async with serving(flood, max_queue=None) as server:
             url = f"ws://127.0.0.1:{server.port}/"
             async with trio_ws.open_websocket_url(url, max_queue=None) as ws:
                 # Let the messages pile up, then take them all at full speed.
@@ -179,14 +203,83 @@ async def test_a_busy_receiver_lets_other_tasks_run() -> None:
                         await anyio.sleep(0.01)
                 assert ws._messages is not None
                 assert len(ws._messages) == count
-                tg.start_soon(ticker)
-                await anyio.lowlevel.checkpoint()
-                before = ticks
-                for _ in range(count):
-                    assert await ws.recv() == b"y"
-                during = ticks - before
-            tg.cancel_scope.cancel()
-    assert during >= count // ASYNCIO_YIELD_EVERY - 1
+                during = await count_ticks_during(lambda: receive_all(ws))
+    assert during >= count // calls_per_schedule_point(anyio_backend) - 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_within_a_turn_a_send_is_a_cancel_point_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trio_ws.connection, "_clock", SteppingClock(0.0))  # one long turn
+    received: list[str] = []
+
+    async def collect(ws: WebSocketConnection) -> None:
+        async for message in ws:
+            received.append(str(message))
+            if message == "last":
+                await ws.send("done")
+
+    async def send_ten(ws: WebSocketConnection) -> None:
+        for i in range(10):
+            await ws.send(f"m{i}")
+
+    with anyio.fail_after(10):
+        async with (
+            serving(collect) as server,
+            trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            await ws.send("first")  # the turn's one schedule point
+            assert await count_ticks_during(lambda: send_ten(ws)) == 0
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await ws.send("cancelled")
+            assert scope.cancelled_caught
+            await ws.send("last")
+            assert await ws.recv() == "done"
+    assert received == ["first", *(f"m{i}" for i in range(10)), "last"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_once_turns_are_over_every_send_is_a_schedule_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trio_ws.connection, "_clock", SteppingClock(TRIO_TURN * 2))
+
+    async def send_ten(ws: WebSocketConnection) -> None:
+        for _ in range(10):
+            await ws.send(b"x")
+
+    with anyio.fail_after(10):
+        async with (
+            serving() as server,
+            trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            # (Trio runs the two tasks of a pass in either order: one tick
+            # may fall outside the count.)
+            assert await count_ticks_during(lambda: send_ten(ws)) >= 9
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"], indirect=True)
+async def test_coming_back_from_a_wait_in_recv_starts_a_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two readings of the clock make a turn: a send right after recv() came
+    # back from waiting is then no schedule point, as in an echo loop.
+    monkeypatch.setattr(trio_ws.connection, "_clock", SteppingClock(TRIO_TURN * 0.6))
+    with anyio.fail_after(10):
+        async with (
+            serving() as server,
+            trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            await ws.send("a")  # a schedule point, before the frame is written
+            await ws.send("b")  # within the turn: not one
+            # Nothing yielded since "a" was written: the echo cannot be here.
+            assert not ws._messages
+            assert await ws.recv() == "a"  # so this waited
+            assert await count_ticks_during(lambda: ws.send("c")) == 0
+            assert await ws.recv() == "b"
+            assert await ws.recv() == "c"
 
 
 class CountingConnection(WebSocketConnection):

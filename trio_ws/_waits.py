@@ -115,6 +115,10 @@ class Waits(NamedTuple):
     #: Waits for a wakeup, at most until a deadline on that clock: on asyncio
     #: with a timer that sets it, lighter than a cancel scope.
     wait_until: Callable[[Wakeup, float], Awaitable[None]]
+    #: How long, in seconds, a task may run on between the schedule points of
+    #: a connection's calls that need not wait (see ``TRIO_TURN``); 0 where
+    #: ``checkpoint`` shares its schedule points itself (asyncio).
+    turn: float
 
 
 def wait_functions() -> Waits:
@@ -137,6 +141,7 @@ def wait_functions() -> Waits:
             trio.lowlevel.wait_writable,
             trio.current_time,
             _trio_wait_until,
+            TRIO_TURN,
         )
     return _trio_waits
 
@@ -179,6 +184,16 @@ class _AsyncioWakeup:
         finally:
             self._future = None
 
+
+#: On trio, how long a task may run on before a connection's call that need
+#: not wait (a ``send()`` with room, a ``recv()`` with a message queued) is a
+#: schedule point again: a pass of trio's scheduler (a system call, and a turn
+#: for every task that is ready) costs more than the rest of a small message.
+#: Every such call is still a cancel point, and a task that yields through
+#: the connection, or comes back from waiting in it, starts a new turn. Trio
+#: itself means to skip schedule points this way (python-trio/trio#1757,
+#: "skip schedule points if we've done one recently enough", 0.5-5 ms).
+TRIO_TURN = 0.0005
 
 #: On asyncio, how many calls that need not wait share one schedule point.
 #: asyncio's own streams, and the libraries built on them, yield only when
@@ -251,6 +266,7 @@ _ASYNCIO_WAITS = Waits(
     anyio.wait_writable,
     _asyncio_time,
     _asyncio_wait_until,
+    0.0,
 )
 _ANYIO_WAITS = Waits(
     anyio.Event,
@@ -262,6 +278,7 @@ _ANYIO_WAITS = Waits(
     anyio.wait_writable,
     anyio.current_time,
     _anyio_wait_until,
+    0.0,
 )
 _trio_waits: Waits | None = None
 

@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from collections import deque
 from collections.abc import (
@@ -196,6 +197,7 @@ class WebSocketConnection:
         "_streaming",
         "_task_group",
         "_transport_error",
+        "_turn_began",
         "_unsent",
         "_waits",
         "_write_interrupted",
@@ -275,6 +277,9 @@ class WebSocketConnection:
         # (self._waits, above).
         self._recv_waiter: Wakeup | None = None
         self._recv_busy = False
+        # When the running task's turn began at the latest, as far as this
+        # connection knows: see _checkpoint().
+        self._turn_began = -math.inf
         self._reader_resume: Wakeup | None = None
         self._reader_wakeup: Wakeup | None = None  # set by the asyncio protocol
         self._outbox: list[bytes] = []
@@ -522,7 +527,9 @@ class WebSocketConnection:
 
         Cancellation:
             Safe at any point. A message is never lost or reordered because a
-            ``recv()`` was cancelled; the next call returns it.
+            ``recv()`` was cancelled; the next call returns it. Always a
+            cancel point; with a message queued, a schedule point only once
+            the task's turn is over (see the docs' *Cancellation* page).
         """
         if self._recv_busy:
             raise ConcurrencyError("recv() is already waiting for a message in another task")
@@ -530,7 +537,7 @@ class WebSocketConnection:
         # taken: a cancellation can never strand a message that was popped.
         # When we must wait anyway, the wait is the schedule point.
         if self._messages:
-            await self._waits.checkpoint()
+            await self._checkpoint()
         else:
             await self._waits.checkpoint_if_cancelled()
         messages = self._messages
@@ -543,6 +550,7 @@ class WebSocketConnection:
                     self._recv_waiter = waiter = self._waits.new_wakeup()
                     self._streaming = False
                     await waiter.wait()
+                    self._turn_began = _clock()
                     messages = self._messages
             finally:
                 self._recv_busy = False
@@ -599,7 +607,9 @@ class WebSocketConnection:
         Cancellation:
             Safe while waiting for room: the message was then not queued at
             all. Cancelling a fragmented send half-way fails the connection
-            with 1011, since the message cannot be finished.
+            with 1011, since the message cannot be finished. Always a cancel
+            point; with room to queue, a schedule point only once the task's
+            turn is over (see the docs' *Cancellation* page).
         """
         if isinstance(message, str):
             await self._wait_for_room()
@@ -674,7 +684,7 @@ class WebSocketConnection:
 
         Raises ConnectionClosed if the connection is closing.
         """
-        await self._waits.checkpoint()
+        await self._checkpoint()
         while True:
             machine = self._machine
             if (
@@ -693,6 +703,24 @@ class WebSocketConnection:
                 await self._send_room.wait()
             else:
                 return
+
+    def _checkpoint(self) -> Awaitable[None]:
+        """The checkpoint of a call that need not wait: a cancel point always,
+        a schedule point once the running task's turn is over.
+
+        On trio a turn lasts ``TRIO_TURN``; it begins when a call of this
+        connection yields or comes back from a wait. The task running now
+        began its turn no earlier than that: whichever task ran then, the
+        scheduler has not passed over this one since. On asyncio the
+        backend's checkpoint shares schedule points by count instead.
+        """
+        waits = self._waits
+        if waits.turn:
+            now = _clock()
+            if now - self._turn_began < waits.turn:
+                return waits.checkpoint_if_cancelled()
+            self._turn_began = now
+        return waits.checkpoint()
 
     def _sending_machine(self) -> WebSocketMachine:
         machine = self._machine
@@ -1528,6 +1556,9 @@ class _ConnectionLogger(logging.LoggerAdapter[Any]):
 #: Each role's logger, looked up once: getLogger() takes a lock.
 _ROLE_LOGGERS = {role: logging.getLogger(f"trio_ws.{role.value}") for role in Role}
 
+
+#: The clock of _checkpoint()'s turns: only its differences matter.
+_clock = time.perf_counter
 
 #: How many scheduler passes, at most, the writer waits for a streaming
 #: sender to queue more frames, and how many bytes are enough to write at once.
