@@ -302,13 +302,23 @@ class WebSocketMachine:
             self._rx_buf = b""
         pos = 0
         end = len(data)
+        view: memoryview | None = None
         try:
             while pos < end:
                 if self._rx_remaining:
                     # Inside a data frame whose payload is still arriving.
                     n = min(end - pos, self._rx_remaining, _CHUNK_MAX)
                     self._rx_remaining -= n
-                    self._data_chunk(data[pos : pos + n], not self._rx_remaining)
+                    chunk: bytes | memoryview
+                    if self._rx_mask is not None and n < end:
+                        # Unmasked straight from the read, not from a copy
+                        # of it (a view is never kept: see _data_chunk).
+                        if view is None:
+                            view = memoryview(data)
+                        chunk = view[pos : pos + n]
+                    else:
+                        chunk = data[pos : pos + n]
+                    self._data_chunk(chunk, not self._rx_remaining)
                     pos += n
                     continue
                 pos = self._next_frame(data, pos, end)
@@ -380,9 +390,12 @@ class WebSocketMachine:
         stop = pos + length
         if first & 0x80 and stop <= end and opcode:
             # Fast path: a whole unfragmented message in hand.
-            payload = data[pos:stop]
-            if mask is not None:
-                payload = apply_mask(payload, mask)
+            if mask is None:
+                payload = data[pos:stop]
+            elif length < _VIEW_MIN:
+                payload = apply_mask(data[pos:stop], mask)
+            else:  # unmasked from the read itself, not from a copy of it
+                payload = apply_mask(memoryview(data)[pos:stop], mask)
             self._msg_opcode = 0
             if self._msg_compressed:
                 payload = self._decompress(payload, True, max_size)
@@ -406,8 +419,14 @@ class WebSocketMachine:
             self._data_chunk(b"", True)
         return pos
 
-    def _data_chunk(self, chunk: bytes, frame_done: bool) -> None:
-        """Add part of a data frame's payload to the message being assembled."""
+    def _data_chunk(self, chunk: bytes | memoryview, frame_done: bool) -> None:
+        """Add part of a data frame's payload to the message being assembled.
+
+        ``chunk`` is a memoryview only if masked: unmasking copies it, so no
+        view of a read outlives this call. (Kept, a view would pin the whole
+        read for a few bytes of a message, memory that max_size does not
+        count.)
+        """
         mask = self._rx_mask
         if mask is not None:
             offset = self._rx_offset & 3
@@ -415,6 +434,8 @@ class WebSocketMachine:
                 mask = mask[offset:] + mask[:offset]
             self._rx_offset += len(chunk)
             chunk = apply_mask(chunk, mask)
+        elif TYPE_CHECKING:
+            assert isinstance(chunk, bytes)
         message_done = frame_done and self._rx_fin
         if self._msg_compressed:
             # Inside a large frame, inflate in batches of up to _INFLATE_BATCH
@@ -678,6 +699,11 @@ class WebSocketMachine:
 #: one piece, each such chunk would be a fresh allocation above malloc's mmap
 #: threshold, paid in page faults, where pieces of this size reuse the heap.
 _CHUNK_MAX = 2**16
+
+#: From this size on, a masked payload is unmasked through a memoryview of the
+#: read rather than from a slice of it: one copy of the payload fewer, for a
+#: view that costs more than copying a small one.
+_VIEW_MIN = 4096
 
 # See _data_chunk: how much compressed input we gather before inflating it.
 _INFLATE_BATCH = 256 * 1024
