@@ -18,12 +18,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.helpers import IN_CI
-from trio_ws.protocol.frames import _py_apply_mask
+from trio_ws.protocol.frames import _py_apply_mask, _py_mask_frame
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
     MaskFunction = Callable[[Buffer, Buffer], bytes]
+    MaskFrameFunction = Callable[[Buffer, Buffer, Buffer], bytes]
 
 MASK = b"\x37\xfa\x21\x3d"  # RFC 6455 §5.7
 # The C code XORs 16 bytes at a time, then 8, then byte by byte; above 64 KiB
@@ -146,6 +147,73 @@ def test_bad_arguments_raise_type_error(
 ) -> None:
     with pytest.raises(TypeError):
         c_apply_mask(*args)  # type: ignore[arg-type]  # wrong on purpose
+
+
+@pytest.fixture(scope="module")
+def c_mask_frame(c_apply_mask: MaskFunction) -> MaskFrameFunction:
+    """The accelerator's ``mask_frame`` (built with ``apply_mask``)."""
+    from trio_ws._speedups import mask_frame
+
+    return mask_frame
+
+
+@given(
+    header=st.binary(max_size=14),
+    length=st.integers(min_value=0, max_value=70_000),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    mask=st.binary(min_size=4, max_size=4),
+    kind=st.sampled_from(KINDS),
+)
+@example(header=b"", length=0, seed=0, mask=MASK, kind="bytes")
+@example(header=b"\x82\xfe\x01\x00", length=_GIL_THRESHOLD + 3, seed=2, mask=MASK, kind="bytes")
+def test_mask_frame_is_the_header_then_the_masked_payload(
+    c_mask_frame: MaskFrameFunction, header: bytes, length: int, seed: int, mask: bytes, kind: str
+) -> None:
+    data = _as(kind, random.Random(seed).randbytes(length))
+    result = c_mask_frame(header, data, mask)
+    assert type(result) is bytes
+    assert result == header + _py_apply_mask(data, mask) == _py_mask_frame(header, data, mask)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "strided memoryview"])
+def test_mask_frame_takes_every_buffer_kind(c_mask_frame: MaskFrameFunction, kind: str) -> None:
+    raw = bytes(range(256)) * 5
+    data = _as(kind, raw)
+    # (A header is any contiguous bytes-like object.)
+    header = _as(kind if kind in KINDS else "bytes", b"\x82\x7e\x05\x00")
+    expected = b"\x82\x7e\x05\x00" + _reference(bytes(data), MASK)
+    assert c_mask_frame(header, data, MASK) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param((b"h", b"data", b"abc"), id="short-mask"),
+        pytest.param((b"h", b"data", b"abcde"), id="long-mask"),
+    ],
+)
+def test_mask_frame_mask_must_be_four_bytes(
+    c_mask_frame: MaskFrameFunction, args: tuple[bytes, bytes, bytes]
+) -> None:
+    with pytest.raises(ValueError, match="mask must be exactly 4 bytes"):
+        c_mask_frame(*args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("h", b"data", MASK), id="str-header"),
+        pytest.param((b"h", "data", MASK), id="str-data"),
+        pytest.param((b"h", b"data", "abcd"), id="str-mask"),
+        pytest.param((b"h", b"data"), id="two-args"),
+        pytest.param((b"h", b"data", MASK, MASK), id="four-args"),
+    ],
+)
+def test_mask_frame_bad_arguments_raise_type_error(
+    c_mask_frame: MaskFrameFunction, args: tuple[object, ...]
+) -> None:
+    with pytest.raises(TypeError):
+        c_mask_frame(*args)  # type: ignore[arg-type]  # wrong on purpose
 
 
 def _have_speedups_in_subprocess(**env: str) -> bool:

@@ -62,57 +62,56 @@ xor_mask(const unsigned char *src, unsigned char *dst, Py_ssize_t len,
     }
 }
 
-PyDoc_STRVAR(apply_mask_doc,
-"apply_mask(data, mask, /)\n"
-"--\n"
-"\n"
-"Return ``data`` XOR-ed with the 4-byte ``mask`` repeated, as bytes.\n"
-"\n"
-"``data`` may be any bytes-like object (bytes, bytearray, memoryview...),\n"
-"``mask`` any 4-byte one. Masking and unmasking are the same operation\n"
-"(RFC 6455 section 5.3).\n"
-"\n"
-"Raises ValueError if ``mask`` is not exactly 4 bytes long.");
-
-static PyObject *
-apply_mask(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+/* Copy a 4-byte mask out of any bytes-like object. */
+static int
+get_mask(PyObject *obj, unsigned char mask[4])
 {
-    Py_buffer data, mask_view;
-    unsigned char mask[4];
+    Py_buffer view;
+
+    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (view.len != 4) {
+        PyErr_Format(PyExc_ValueError,
+                     "mask must be exactly 4 bytes, not %zd", view.len);
+        PyBuffer_Release(&view);
+        return -1;
+    }
+    memcpy(mask, view.buf, 4);
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+/* Return prefix (prefix_len bytes) followed by data XOR-ed with mask, as one
+ * new bytes object: a frame's header and its masked payload are built in
+ * their final place, with no copy to join them afterwards. */
+static PyObject *
+masked_after(const char *prefix, Py_ssize_t prefix_len, PyObject *data_obj,
+             const unsigned char mask[4])
+{
+    Py_buffer data;
     PyObject *result;
     const unsigned char *src;
     unsigned char *dst;
 
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError,
-                     "apply_mask() takes exactly 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-
-    /* The mask first: it is tiny, so we copy it out and release it at once,
-     * and the error paths below only have one buffer to release. */
-    if (PyObject_GetBuffer(args[1], &mask_view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    if (mask_view.len != 4) {
-        PyErr_Format(PyExc_ValueError,
-                     "mask must be exactly 4 bytes, not %zd", mask_view.len);
-        PyBuffer_Release(&mask_view);
-        return NULL;
-    }
-    memcpy(mask, mask_view.buf, 4);
-    PyBuffer_Release(&mask_view);
-
     /* PyBUF_FULL_RO accepts strided exporters too (memoryview(b)[::2]), as
      * the pure-Python fallback does. */
-    if (PyObject_GetBuffer(args[0], &data, PyBUF_FULL_RO) < 0) {
+    if (PyObject_GetBuffer(data_obj, &data, PyBUF_FULL_RO) < 0) {
         return NULL;
     }
-    result = PyBytes_FromStringAndSize(NULL, data.len);
+    if (data.len > PY_SSIZE_T_MAX - prefix_len) {
+        PyErr_NoMemory();
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    result = PyBytes_FromStringAndSize(NULL, prefix_len + data.len);
     if (result == NULL) {
         goto done;
     }
-    dst = (unsigned char *)PyBytes_AS_STRING(result);
+    if (prefix_len) {  /* never memcpy from NULL, even 0 bytes */
+        memcpy(PyBytes_AS_STRING(result), prefix, prefix_len);
+    }
+    dst = (unsigned char *)PyBytes_AS_STRING(result) + prefix_len;
     if (PyBuffer_IsContiguous(&data, 'C')) {
         src = (const unsigned char *)data.buf;
     }
@@ -141,9 +140,72 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(apply_mask_doc,
+"apply_mask(data, mask, /)\n"
+"--\n"
+"\n"
+"Return ``data`` XOR-ed with the 4-byte ``mask`` repeated, as bytes.\n"
+"\n"
+"``data`` may be any bytes-like object (bytes, bytearray, memoryview...),\n"
+"``mask`` any 4-byte one. Masking and unmasking are the same operation\n"
+"(RFC 6455 section 5.3).\n"
+"\n"
+"Raises ValueError if ``mask`` is not exactly 4 bytes long.");
+
+static PyObject *
+apply_mask(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned char mask[4];
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "apply_mask() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (get_mask(args[1], mask) < 0) {
+        return NULL;
+    }
+    return masked_after(NULL, 0, args[0], mask);
+}
+
+PyDoc_STRVAR(mask_frame_doc,
+"mask_frame(header, data, mask, /)\n"
+"--\n"
+"\n"
+"Return ``header`` followed by ``data`` XOR-ed with the 4-byte ``mask``\n"
+"repeated, as one bytes object: ``header + apply_mask(data, mask)`` with\n"
+"one copy of the payload instead of two.\n"
+"\n"
+"Raises ValueError if ``mask`` is not exactly 4 bytes long.");
+
+static PyObject *
+mask_frame(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    unsigned char mask[4];
+    Py_buffer header;
+    PyObject *result;
+
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "mask_frame() takes exactly 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (get_mask(args[2], mask) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &header, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    result = masked_after((const char *)header.buf, header.len, args[1], mask);
+    PyBuffer_Release(&header);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", (PyCFunction)(void (*)(void))apply_mask, METH_FASTCALL,
      apply_mask_doc},
+    {"mask_frame", (PyCFunction)(void (*)(void))mask_frame, METH_FASTCALL,
+     mask_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -235,20 +235,31 @@ def _py_apply_mask(data: Buffer, mask: bytes) -> bytes:
     )
 
 
-def _load_apply_mask() -> tuple[Callable[[Buffer, bytes], bytes], bool]:
+def _py_mask_frame(header: bytes, data: Buffer, mask: bytes) -> bytes:
+    """``header`` followed by ``data`` masked: a client frame, ready to send."""
+    return header + _py_apply_mask(data, mask)
+
+
+def _load_speedups() -> tuple[
+    Callable[[Buffer, bytes], bytes], Callable[[bytes, Buffer, bytes], bytes], bool
+]:
     if os.environ.get("TRIO_WS_NO_SPEEDUPS"):
-        return _py_apply_mask, False
+        return _py_apply_mask, _py_mask_frame, False
     try:
         from .._speedups import apply_mask as c_apply_mask
+        from .._speedups import mask_frame as c_mask_frame
     except ImportError:
-        return _py_apply_mask, False
-    return c_apply_mask, True
+        return _py_apply_mask, _py_mask_frame, False
+    return c_apply_mask, c_mask_frame, True
 
 
 #: The masking function without the check on the key's length, for callers
 #: that always pass 4 bytes (the state machine): C when built, else Python.
-_MASK_FUNCTION, _MASK_IN_C = _load_apply_mask()
+#: mask_frame_unchecked(header, payload, mask) is ``header`` followed by the
+#: masked payload, built in place in C (no copy to join the two).
+_MASK_FUNCTION, _MASK_FRAME_FUNCTION, _MASK_IN_C = _load_speedups()
 apply_mask_unchecked: Callable[[Buffer, bytes], bytes] = _MASK_FUNCTION
+mask_frame_unchecked: Callable[[bytes, Buffer, bytes], bytes] = _MASK_FRAME_FUNCTION
 #: Whether the C accelerator is in use.
 HAVE_SPEEDUPS: bool = _MASK_IN_C
 

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from ..exceptions import PayloadTooBig, ProtocolError
 from .frames import Close, CloseCode, Opcode, parse_header, serialize_header
 from .frames import apply_mask_unchecked as apply_mask
+from .frames import mask_frame_unchecked as mask_frame
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -673,8 +674,8 @@ class WebSocketMachine:
         # Callers pass bytes: len() must count bytes, not a memoryview's items.
         if self._is_client:
             mask = self._next_mask_key()
-            self._out.append(serialize_header(first, len(payload), mask))
-            self._out.append(apply_mask(payload, mask))
+            header = serialize_header(first, len(payload), mask)
+            self._out.append(mask_frame(header, payload, mask))
         else:
             self._out.append(serialize_header(first, len(payload)))
             self._out.append(payload)
