@@ -25,6 +25,7 @@ from tests.io_helpers import SteppingClock, echo, serving
 from trio_ws import State, WebSocketConnection
 from trio_ws._streams import close_socket
 from trio_ws._waits import ASYNCIO_YIELD_EVERY, TRIO_TURN
+from trio_ws.connection import _GATHER_BYTES
 from trio_ws.protocol.machine import Role
 
 pytestmark = pytest.mark.anyio
@@ -282,11 +283,11 @@ async def test_coming_back_from_a_wait_in_recv_starts_a_turn(
             assert await ws.recv() == "c"
 
 
-class CountingConnection(WebSocketConnection):
-    """Counts the system calls that write frames: direct writes from send(),
-    and the writer's."""
+class DirectAttempts(WebSocketConnection):
+    """Counts the frames send() tries to write straight to the socket or
+    transport, whether or not all of it fits."""
 
-    writes = 0
+    attempts = 0
 
     def _start(self, task_group: Any) -> None:
         super()._start(task_group)
@@ -294,10 +295,23 @@ class CountingConnection(WebSocketConnection):
         assert direct is not None
 
         def counted(data: bytes) -> int:
-            CountingConnection.writes += 1
+            self._count_direct()
             return direct(data)
 
         self._eager_write = counted
+
+    def _count_direct(self) -> None:
+        DirectAttempts.attempts += 1
+
+
+class CountingConnection(DirectAttempts):
+    """Counts the system calls that write frames: direct writes from send(),
+    and the writer's."""
+
+    writes = 0
+
+    def _count_direct(self) -> None:
+        CountingConnection.writes += 1
 
     async def _send_all(self, sock: Any, data: bytes) -> None:
         CountingConnection.writes += 1
@@ -333,6 +347,40 @@ async def test_a_stream_of_small_messages_is_gathered_into_fewer_writes() -> Non
             assert CountingConnection.writes == before + 1
     assert received[:count] == [i.to_bytes(4, "big") for i in range(count)]
     assert writes < count / 2, writes
+
+
+async def test_a_streaming_sender_writes_large_frames_directly(
+    anyio_backend: tuple[str, Any],
+) -> None:
+    # Gathering pays for small frames; a frame of _GATHER_BYTES or more would
+    # only take a detour through the writer task.
+    large = b"L" * _GATHER_BYTES
+    received: list[bytes | str] = []
+
+    async def sink(ws: WebSocketConnection) -> None:
+        async for message in ws:
+            received.append(message)
+            if len(received) == 3:
+                await ws.send("got them")
+
+    DirectAttempts.attempts = 0
+    with anyio.fail_after(10):
+        async with (
+            serving(sink, max_size=None) as server,
+            trio_ws.open_websocket_url(
+                f"ws://127.0.0.1:{server.port}/",
+                compression=None,  # frames as large as their messages
+                create_connection=DirectAttempts,
+            ) as ws,
+        ):
+            await ws.send(b"small")  # direct: nothing is streaming yet
+            assert ws._streaming  # it all went: a stream may be starting
+            await ws.send(large)
+            assert DirectAttempts.attempts == 2
+            await ws.send(b"small again")  # still streaming: to the writer
+            assert DirectAttempts.attempts == 2
+            assert await ws.recv() == "got them"
+    assert received == [b"small", large, b"small again"]
 
 
 async def test_the_side_that_closes_tcp_closes_a_plain_socket_at_once(

@@ -733,7 +733,9 @@ class WebSocketConnection:
         When the writer is idle with nothing queued, try the socket first: a
         non-blocking send of a small frame usually completes at once, which
         saves the hand-off to the writer task (a task switch per message).
-        Whatever does not fit goes to the writer, in order.
+        Whatever does not fit goes to the writer, in order. A streaming
+        sender's small frames go to the writer, to be gathered, but not
+        frames too large to gain from it.
         """
         assert self._machine is not None
         data = self._machine.data_to_send()
@@ -744,7 +746,7 @@ class WebSocketConnection:
             wakeup is not None
             and self._eager_write is not None
             and not self._outbox
-            and not self._streaming
+            and (not self._streaming or len(data) >= _GATHER_BYTES)
         ):
             try:
                 sent = self._eager_write(data)
