@@ -102,7 +102,7 @@ CASES: tuple[Case, ...] = (
     Case("B-stream-1KiB", "B stream 1 KiB", "stream", "msg/s", KiB, count=15000, warmup=1000),
     Case("B-stream-64KiB", "B stream 64 KiB", "stream", "msg/s", 64 * KiB, count=2000, warmup=50),
     # Enough messages to fill the socket buffers many times over.
-    Case("B-stream-1MiB", "B stream 1 MiB", "stream", "msg/s", MiB, count=150, warmup=8),
+    Case("B-stream-1MiB", "B stream 1 MiB", "stream", "msg/s", MiB, count=400, warmup=16),
     # conns=1 stands for --conns (1000); opening them takes longer than the
     # timed part, hence at most 3 trials.
     Case("C-many-16B", "C 1000 conns echo 16 B", "many", "rt/s", conns=1, rounds=10, max_trials=3),
