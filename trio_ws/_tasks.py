@@ -18,6 +18,11 @@ Either way the group behaves as anyio's does on exit: when every task was
 cancelled by a scope outside the group, the group raises one plain
 cancellation, not an exception group wrapping several.
 
+A connection's own tasks, beside the block or handler that uses it, go in
+:func:`connection_task_group`: on asyncio a group that runs them in the
+block's own cancel scope and only waits for them at exit, since the block
+always closes the connection before it leaves (see ``_ConnectionTasks``).
+
 Cancel scopes likewise: a connection enters half a dozen in its life (one
 per task, the timers, the shielded close), and on trio anyio's scope is a
 wrapper around trio's, made through a lookup of the running backend, with a
@@ -45,6 +50,7 @@ __all__ = [
     "TaskGroup",
     "TaskStarter",
     "cancel_scope",
+    "connection_task_group",
     "create_task_group",
     "move_on_after",
     "running_on_trio",
@@ -150,6 +156,17 @@ def create_task_group() -> TaskGroup:
         return _TrioTaskGroup()
     if _AsyncioTaskGroup is not None and sniffio.current_async_library() == "asyncio":
         return _AsyncioTaskGroup()
+    return anyio.create_task_group()
+
+
+def connection_task_group() -> TaskGroup:
+    """A task group for a connection's own tasks, beside the block or handler
+    that uses the connection, which closes it before leaving the group: a
+    trio nursery on trio, :class:`_ConnectionTasks` on asyncio."""
+    if running_on_trio():
+        return _TrioTaskGroup()
+    if _ConnectionTasks is not None and sniffio.current_async_library() == "asyncio":
+        return _ConnectionTasks()
     return anyio.create_task_group()
 
 
@@ -282,3 +299,116 @@ def _light_asyncio_task_group() -> type[anyio.abc.TaskGroup] | None:
 
 
 _AsyncioTaskGroup = _light_asyncio_task_group()
+
+
+def _asyncio_connection_tasks() -> type[TaskGroup] | None:
+    """The class of :func:`connection_task_group` on asyncio, or None if
+    anyio's internals are not the ones it was written for."""
+    if _AsyncioTaskGroup is None:  # pragma: no cover  # another anyio
+        return None
+    from anyio._backends import _asyncio as backend
+
+    task_states: Any = backend._task_states
+    task_state: Callable[..., Any] = backend.TaskState
+    shield = backend.CancelScope
+
+    class _ConnectionTasks:
+        """A connection's tasks on asyncio, in the cancel scope of the block
+        (or handler) that uses the connection rather than in one of their
+        own.
+
+        anyio's task group enters a cancel scope to run its tasks in and
+        another to wait for them at exit, about 7 us a connection, for a
+        group that is never cancelled on its own: the block always closes
+        the connection before it leaves, the closing handshake is bounded by
+        ``close_timeout``, and then the tasks end by themselves. So this
+        group only waits. Its tasks are registered in the block's scope as
+        anyio registers a group's tasks in the group's, so a scope outside
+        that is cancelled (or times out) cancels them all the same, shields
+        respected. A task that fails (it never should) is raised at exit in
+        an exception group, as anyio's group would.
+        """
+
+        __slots__ = ("_active", "_errors", "_host", "_scope", "_tasks", "_waiter")
+
+        def __init__(self) -> None:
+            self._active = False
+            self._tasks: set[asyncio.Task[Any]] = set()
+            self._errors: list[BaseException] = []
+            self._waiter: asyncio.Future[None] | None = None
+            self._host: asyncio.Task[Any] | None = None
+            self._scope: Any = None
+
+        async def __aenter__(self) -> _ConnectionTasks:
+            self._host = host = asyncio.current_task()
+            state = task_states.get(host)
+            self._scope = None if state is None else state.cancel_scope
+            self._active = True
+            return self
+
+        def start_soon(
+            self,
+            func: Callable[..., Coroutine[Any, Any, Any]],
+            /,
+            *args: Any,
+            name: object = None,
+        ) -> None:
+            if not self._active:
+                raise RuntimeError("This task group is not active; no new tasks can be started.")
+            task = asyncio.get_running_loop().create_task(
+                func(*args), name=None if name is None else str(name)
+            )
+            scope = self._scope
+            task_states[task] = task_state(parent_id=id(self._host), cancel_scope=scope)
+            if scope is not None:
+                scope._tasks.add(task)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+        def _task_done(self, task: asyncio.Task[Any]) -> None:
+            state = task_states.pop(task, None)
+            if state is not None and state.cancel_scope is not None:
+                state.cancel_scope._tasks.discard(task)
+            self._tasks.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                self._errors.append(exc)
+            waiter = self._waiter
+            if waiter is not None and not self._tasks and not waiter.done():
+                waiter.set_result(None)
+
+        async def __aexit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None:
+            try:
+                if self._tasks:
+                    try:
+                        await self._wait()
+                    except asyncio.CancelledError:
+                        # Cancelled while the tasks finish: they finish
+                        # anyway (see above); wait for them, deaf to the
+                        # deliveries that anyio repeats, then go on with the
+                        # cancellation.
+                        with shield(shield=True):
+                            while self._tasks:
+                                await self._wait()
+                        raise
+                if self._errors:
+                    raise BaseExceptionGroup("unhandled errors in a TaskGroup", self._errors)
+            finally:
+                self._active = False
+                del exc, tb
+
+        async def _wait(self) -> None:
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    return _ConnectionTasks
+
+
+_ConnectionTasks = _asyncio_connection_tasks()

@@ -68,7 +68,7 @@ from ._tasks import (
     TaskGroup,
     TaskStarter,
     cancel_scope,
-    create_task_group,
+    connection_task_group,
     move_on_after,
     running_on_trio,
 )
@@ -1493,7 +1493,7 @@ class ConnectionContext:
 
     async def __aenter__(self) -> WebSocketConnection:
         connection = await self._opener()
-        task_group = create_task_group()
+        task_group = connection_task_group()
         await task_group.__aenter__()
         self._connection, self._task_group = connection, task_group
         connection._start(task_group)

@@ -35,6 +35,7 @@ from ._streams import as_byte_stream
 from ._tasks import (
     TaskStarter,
     cancel_scope,
+    connection_task_group,
     create_task_group,
     move_on_after,
     running_on_trio,
@@ -463,7 +464,7 @@ async def run_handler(connection: _ConnT, handler: Handler[_ConnT]) -> None:
     close: 1000 on return, 1011 (and a logged traceback) on an exception,
     1001 on cancellation. Never raises but for cancellation."""
     code = CloseCode.NORMAL_CLOSURE
-    async with create_task_group() as task_group:
+    async with connection_task_group() as task_group:
         connection._start(task_group)
         try:
             await handler(connection)
