@@ -174,6 +174,15 @@ class ConnectionProtocol(asyncio.Protocol):
         else:
             self.resume_reading()
 
+    def detach(self) -> None:
+        """Stop feeding the receiver, whose connection is closed.
+
+        The receiver holds the protocol; the protocol's reference back made
+        a cycle that kept a closed connection, and all it holds, alive until
+        the garbage collector's next full pass (about 40 objects each).
+        """
+        self._receiver = None
+
     def try_write(self, data: bytes) -> int:
         """Write ``data`` if nothing is waiting in the transport's buffer (so
         nothing can be overtaken) and say how much it took: all or nothing."""

@@ -1421,6 +1421,8 @@ class WebSocketConnection:
         if machine.state is not State.CLOSED or not machine.eof_received:
             machine.receive_eof()
         self._closed.set()
+        if self._protocol is not None:
+            self._protocol.detach()  # closed: nothing more to receive
         if self._closing_timer is not None:
             self._closing_timer.cancel()
             self._closing_timer = None
