@@ -1,11 +1,14 @@
 """The task groups a connection and a server run their tasks in: a trio
 nursery on trio, anyio's asyncio task group with handle-free tasks on
-asyncio. Either way they behave as anyio's task group does."""
+asyncio, and for a connection's own tasks on asyncio a group that runs them
+in the block's cancel scope. They behave as anyio's task group does, except
+that the connection's group never cancels its tasks on its own."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -14,9 +17,15 @@ import anyio.lowlevel
 import pytest
 
 from trio_ws import _tasks
-from trio_ws._tasks import connection_task_group, create_task_group
+from trio_ws._tasks import TaskGroup, connection_task_group, create_task_group
 
 pytestmark = pytest.mark.anyio
+
+#: Both task groups: anyio's (with handle-free tasks), and the group of a
+#: connection's own tasks. Behaviour they share is tested on both.
+GROUPS = pytest.mark.parametrize(
+    "make_group", [create_task_group, connection_task_group], ids=["group", "connection"]
+)
 
 
 async def sleep_forever(cancelled: list[Any], name: object) -> None:
@@ -39,7 +48,10 @@ async def test_the_light_asyncio_group_is_used_on_asyncio(anyio_backend: tuple[s
         assert type(group) is _tasks._TrioTaskGroup
 
 
-async def test_children_run_and_the_group_waits_for_them() -> None:
+@GROUPS
+async def test_children_run_and_the_group_waits_for_them(
+    make_group: Callable[[], TaskGroup],
+) -> None:
     done: list[int] = []
 
     async def child(n: int) -> None:
@@ -47,7 +59,7 @@ async def test_children_run_and_the_group_waits_for_them() -> None:
         done.append(n)
 
     with anyio.fail_after(5):
-        async with create_task_group() as group:
+        async with make_group() as group:
             for n in (3, 1, 2):
                 group.start_soon(child, n, name="child")
     assert done == [1, 2, 3]
@@ -71,19 +83,25 @@ async def test_a_failing_child_cancels_the_others_and_is_raised() -> None:
     assert cancelled == ["sleeper"]
 
 
-async def test_a_scope_outside_cancels_the_children_and_catches_one_cancellation() -> None:
+@GROUPS
+async def test_a_scope_outside_cancels_the_children_and_catches_one_cancellation(
+    make_group: Callable[[], TaskGroup],
+) -> None:
     cancelled: list[Any] = []
 
     with anyio.fail_after(5):
         with anyio.move_on_after(0.05) as scope:
-            async with create_task_group() as group:
+            async with make_group() as group:
                 group.start_soon(sleep_forever, cancelled, 1)
                 group.start_soon(sleep_forever, cancelled, 2)
         assert scope.cancelled_caught
     assert sorted(cancelled) == [1, 2]
 
 
-async def test_a_shield_inside_a_child_holds_against_a_cancelled_group() -> None:
+@GROUPS
+async def test_a_shield_inside_a_child_holds_against_a_cancelled_group(
+    make_group: Callable[[], TaskGroup],
+) -> None:
     finished: list[str] = []
 
     async def shielded() -> None:
@@ -93,14 +111,16 @@ async def test_a_shield_inside_a_child_holds_against_a_cancelled_group() -> None
 
     with anyio.fail_after(5):
         with anyio.CancelScope() as outer:
-            async with create_task_group() as group:
+            async with make_group() as group:
                 group.start_soon(shielded)
                 await anyio.sleep(0.01)
                 outer.cancel()
     assert finished == ["shielded"]
 
 
+@GROUPS
 async def test_a_child_knows_its_task_and_leaves_nothing_behind(
+    make_group: Callable[[], TaskGroup],
     anyio_backend: tuple[str, Any],
 ) -> None:
     seen: list[anyio.TaskInfo] = []
@@ -109,7 +129,7 @@ async def test_a_child_knows_its_task_and_leaves_nothing_behind(
         seen.append(anyio.get_current_task())
 
     with anyio.fail_after(5):
-        async with create_task_group() as group:
+        async with make_group() as group:
             group.start_soon(child, name="named child")
     assert seen[0].name == "named child"
     if anyio_backend[0] == "asyncio":
@@ -153,33 +173,6 @@ async def test_the_connection_group_on_each_backend(anyio_backend: tuple[str, An
         assert type(group) is _tasks._TrioTaskGroup
 
 
-async def test_the_connection_group_waits_for_its_tasks() -> None:
-    done: list[int] = []
-
-    async def child(n: int) -> None:
-        await anyio.sleep(0.01 * n)
-        done.append(n)
-
-    with anyio.fail_after(5):
-        async with connection_task_group() as group:
-            for n in (3, 1, 2):
-                group.start_soon(child, n, name="child")
-    assert done == [1, 2, 3]
-
-
-async def test_a_scope_outside_cancels_the_connection_tasks() -> None:
-    # They run in the scope of the block that entered the group.
-    cancelled: list[Any] = []
-
-    with anyio.fail_after(5):
-        with anyio.move_on_after(0.05) as scope:
-            async with connection_task_group() as group:
-                group.start_soon(sleep_forever, cancelled, 1)
-                group.start_soon(sleep_forever, cancelled, 2)
-        assert scope.cancelled_caught
-    assert sorted(cancelled) == [1, 2]
-
-
 async def test_a_scope_inside_the_block_leaves_the_connection_tasks_alone() -> None:
     finished: list[str] = []
     release = anyio.Event()
@@ -198,23 +191,6 @@ async def test_a_scope_inside_the_block_leaves_the_connection_tasks_alone() -> N
     assert finished == ["child"]
 
 
-async def test_a_shield_inside_a_connection_task_holds() -> None:
-    finished: list[str] = []
-
-    async def shielded() -> None:
-        with anyio.CancelScope(shield=True):
-            await anyio.sleep(0.05)
-            finished.append("shielded")
-
-    with anyio.fail_after(5):
-        with anyio.CancelScope() as outer:
-            async with connection_task_group() as group:
-                group.start_soon(shielded)
-                await anyio.sleep(0.01)
-                outer.cancel()
-    assert finished == ["shielded"]
-
-
 async def test_a_failing_connection_task_is_raised_at_exit() -> None:
     async def failing() -> None:
         await anyio.lowlevel.checkpoint()
@@ -227,24 +203,6 @@ async def test_a_failing_connection_task_is_raised_at_exit() -> None:
     with anyio.fail_after(5), pytest.raises(ExceptionGroup) as info:
         await run()
     assert info.group_contains(ValueError, match="boom")
-
-
-async def test_a_connection_task_knows_its_task_and_leaves_nothing_behind(
-    anyio_backend: tuple[str, Any],
-) -> None:
-    seen: list[anyio.TaskInfo] = []
-
-    async def child() -> None:
-        seen.append(anyio.get_current_task())
-
-    with anyio.fail_after(5):
-        async with connection_task_group() as group:
-            group.start_soon(child, name="named child")
-    assert seen[0].name == "named child"
-    if anyio_backend[0] == "asyncio":
-        assert all(task.get_name() != "named child" for task in asyncio.all_tasks())
-        with pytest.raises(RuntimeError, match="not active"):
-            group.start_soon(child)
 
 
 @pytest.mark.parametrize(
