@@ -40,6 +40,7 @@ timers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -168,16 +169,19 @@ class WebSocketConnection:
         "_closed",
         "_closing_deadline",
         "_closing_timer",
+        "_drained",
         "_eager_socket",
         "_eager_write",
         "_flushed",
         "_fragment_done",
         "_fragmenting",
+        "_handed_at",
         "_heartbeat_scope",
         "_heartbeat_stopped",
         "_heartbeat_timer",
         "_heartbeat_wakeup",
         "_id",
+        "_lent",
         "_logger",
         "_machine",
         "_messages",
@@ -188,6 +192,7 @@ class WebSocketConnection:
         "_reader_scope",
         "_reader_wakeup",
         "_recv_busy",
+        "_recv_reading",
         "_recv_waiter",
         "_request",
         "_response",
@@ -281,7 +286,19 @@ class WebSocketConnection:
         # connection knows: see _checkpoint().
         self._turn_began = -math.inf
         self._reader_resume: Wakeup | None = None
-        self._reader_wakeup: Wakeup | None = None  # set by the asyncio protocol
+        # Set by the asyncio protocol; on trio, by whoever ends the reader's
+        # loan of the socket to recv() (see _read_until_close()).
+        self._reader_wakeup: Wakeup | None = None
+        # The reader lent the socket to recv(): see _read_until_close().
+        self._lent = False
+        self._recv_reading = False  # recv() is waiting on or reading the socket
+        # When the reader last woke recv() with a message (none yet: lend the
+        # socket at the first; see _read_until_close()).
+        self._handed_at = math.inf
+        # The last read from the socket took all there was (trio's plain
+        # socket): the next one waits first. At the start too, most likely:
+        # the opening handshake's last read was a short one.
+        self._drained = True
         self._outbox: list[bytes] = []
         # Set by a direct write, cleared by a wait for input: while it is set,
         # the sender is sending again before anything came back, a stream of
@@ -543,22 +560,80 @@ class WebSocketConnection:
         messages = self._messages
         if not messages:
             self._recv_busy = True
+            borrowed = False
             try:
                 while not messages:
                     if self._no_more_messages():
                         raise self._closed_error()
-                    self._recv_waiter = waiter = self._waits.new_wakeup()
                     self._streaming = False
-                    await waiter.wait()
+                    if self._lent and self._machine.state is State.OPEN:  # type: ignore[union-attr]
+                        # Wait on the socket the reader lent us (see
+                        # _read_until_close), here rather than in a coroutine
+                        # of its own: a busy server parks thousands of these.
+                        borrowed = True
+                        self._recv_reading = True
+                        error = None
+                        try:
+                            if self._drained:
+                                await self._wait_readable(self._eager_socket)  # type: ignore[arg-type]
+                            else:
+                                await self._waits.checkpoint()
+                        except self._waits.io_errors as exc:
+                            error = exc
+                        finally:
+                            self._recv_reading = False
+                        self._read_lent_socket(error)
+                    else:
+                        if borrowed:
+                            self._wake_reader()  # it took the socket back: read on
+                        self._recv_waiter = waiter = self._waits.new_wakeup()
+                        await waiter.wait()
+                        self._recv_waiter = None
                     self._turn_began = _clock()
                     messages = self._messages
             finally:
                 self._recv_busy = False
                 self._recv_waiter = None
+                if borrowed or self._lent:
+                    # The reader takes the socket back, unless we are back first.
+                    self._wake_reader()
         message = messages.popleft()
         if self._reader_resume is not None and len(messages) < self._resume_at:
             self._reader_resume.set()
         return message
+
+    def _read_lent_socket(self, error: Exception | None) -> None:
+        """Read the socket the reader lent recv(), now readable (or failed
+        with ``error``), and process what came: the reader's own loop, once,
+        in recv()'s task. The message then reaches recv() with no hand-off
+        from the reader, one pass of the scheduler less between a message's
+        arrival and its answer.
+        """
+        sock = self._eager_socket
+        machine = self._machine
+        assert sock is not None
+        assert machine is not None
+        if machine.state is State.CLOSED:
+            return  # failed while we waited (see _after_state_change), or closed
+        if error is None:
+            try:
+                data = sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                self._drained = True
+                return
+            except OSError as exc:
+                error = exc
+        if error is not None:
+            # Lost; or closed under us: by its owner while open, as the reader
+            # would see it, or else by the reader, which says why itself.
+            if machine.state is not State.OPEN and not isinstance(error, OSError):
+                return
+            self._connection_lost(error)
+        else:
+            self._feed_read(data)
+        self._process()
+        if machine.close_transport_now():
+            self._transport_done()  # as the reader would, at once if it can
 
     def __aiter__(self) -> WebSocketConnection:
         """Iterate over incoming messages until the connection closes.
@@ -896,11 +971,19 @@ class WebSocketConnection:
                     )
         if self._reader_resume is not None:
             self._reader_resume.set()
+        if self._lent:
+            self._wake_reader()  # the closing handshake is the reader's to read
         if self._send_room is not None:
             self._send_room.set()
         if machine.state is State.CLOSED:
             if self._recv_waiter is not None:
                 self._recv_waiter.set()
+            if self._recv_reading:
+                # recv() waits on the socket we lent it, and nothing more will
+                # be read (we failed the connection): end its wait now, not
+                # once the close frame is flushed and the socket closed.
+                with contextlib.suppress(OSError):
+                    self._eager_socket.shutdown(socket.SHUT_RD)  # type: ignore[union-attr]
             self._abort_pings()
             if machine.close_transport_now():
                 self._stop_reader()
@@ -957,6 +1040,7 @@ class WebSocketConnection:
             self.logger.exception("unexpected error in the reader task")
             self._fail(CloseCode.INTERNAL_ERROR, "")
         finally:
+            self._lent = False  # recv() waits for us from now on
             # Only a cancellation from outside our own scope (the task group's,
             # or one around it) gets here with torn_down still set.
             await self._close_transport(torn_down=torn_down)
@@ -968,12 +1052,26 @@ class WebSocketConnection:
         stream = self._stream
         sock = self._eager_socket
         protocol = self._protocol
-        wait_readable = self._waits.wait_readable
         io_errors = self._waits.io_errors
-        # The last read from sock took all there was. At the start too, most
-        # likely: the opening handshake's last read was a short one.
-        drained = True
+        lending = False
         while not machine.close_transport_now():
+            if self._recv_reading or lending:
+                # The socket is lent to recv() (see below): park until a
+                # recv() returns, or the connection leaves OPEN.
+                lending = False
+                self._reader_wakeup = wakeup = self._waits.new_wakeup()
+                try:
+                    await wakeup.wait()
+                finally:
+                    self._reader_wakeup = None
+                if self._lent and _clock() - self._turn_began > _LEND_WITHIN:
+                    # We ran long after recv() returned: the scheduler is busy
+                    # with other tasks, and a pass less per message no longer
+                    # pays for our wake-up per message. Read for recv() again.
+                    self._lent = False
+                continue
+            if self._lent:
+                self._lent = False  # take it back: recv() is not waiting
             if self._queue_full():
                 # Backpressure: let TCP push back on the peer.
                 if protocol is not None:
@@ -1001,23 +1099,38 @@ class WebSocketConnection:
                 # wait first (the wait is the checkpoint) rather than try a
                 # read that would fail. After a full one, try again at once.
                 try:
-                    if drained:
-                        await wait_readable(sock)
+                    if self._drained:
+                        await self._wait_readable(sock)
                     else:
                         await self._waits.checkpoint()
                     data = sock.recv(RECEIVE_SIZE)
                 except BlockingIOError:
-                    drained = True
+                    self._drained = True
                     continue
                 except io_errors as exc:
                     self._connection_lost(exc)
                 else:
-                    drained = len(data) < RECEIVE_SIZE
-                    if data:
-                        machine.receive_data(data)
-                    else:
-                        self._eof_received()
+                    self._feed_read(data)
+                waiting = self._recv_waiter is not None
                 self._process()
+                if waiting and self._messages and machine.state is State.OPEN:
+                    # Lend the socket to recv(), which a message just woke. A
+                    # task that waits in recv() again and again (a handler's
+                    # ``async for``, a client's send-then-recv) then waits on
+                    # the socket itself and reads its next message with no
+                    # hand-off from us, one pass of the scheduler less between
+                    # a message's arrival and its answer. Every recv() that
+                    # returns wakes us: we park again if recv() is back on the
+                    # socket, and take it back otherwise, so that pings, the
+                    # peer's close and EOF are still seen while the task does
+                    # something else; so does the connection leaving OPEN.
+                    # (One task at a time waits on the socket: trio allows no
+                    # more.) Only while passes are short, though: the last
+                    # hand-off reached recv() soon after we made it.
+                    now = _clock()
+                    if self._turn_began - self._handed_at < _LEND_WITHIN:
+                        lending = self._lent = not self._queue_full()
+                    self._handed_at = now
                 continue
             try:
                 data = await stream.receive(RECEIVE_SIZE)
@@ -1028,6 +1141,22 @@ class WebSocketConnection:
             else:
                 machine.receive_data(data)
             self._process()
+
+    def _feed_read(self, data: bytes) -> None:
+        """Feed what one read of the plain socket returned to the machine."""
+        self._drained = len(data) < RECEIVE_SIZE
+        if data:
+            self._machine.receive_data(data)  # type: ignore[union-attr]
+        else:
+            self._eof_received()
+
+    def _wait_readable(self, sock: socket.socket) -> Awaitable[None]:
+        if sock.fileno() < 0:
+            # Closed by the stream's owner while nobody waited on it (the
+            # reader had lent it). Waiting would make trio fail in its own
+            # bookkeeping: fail as the wait would have failed.
+            raise anyio.ClosedResourceError
+        return self._waits.wait_readable(sock)
 
     def _queue_full(self) -> bool:
         """Whether the reader should stop reading until recv() takes some."""
@@ -1567,6 +1696,9 @@ _clock = time.perf_counter
 #: How many scheduler passes, at most, the writer waits for a streaming
 #: sender to queue more frames, and how many bytes are enough to write at once.
 _GATHER_PASSES = 16
+#: Lend the socket to recv() (see _read_until_close) while the scheduler
+#: lets a woken task run within this many seconds: a pass of few tasks.
+_LEND_WITHIN = 0.00025
 _GATHER_BYTES = 2**14
 
 
