@@ -1690,16 +1690,17 @@ class _ConnectionLogger(logging.LoggerAdapter[Any]):
 _ROLE_LOGGERS = {role: logging.getLogger(f"trio_ws.{role.value}") for role in Role}
 
 
-#: The clock of _checkpoint()'s turns: only its differences matter.
+#: The clock of _checkpoint()'s turns and of the reader's loans of its socket
+#: (_read_until_close): only its differences matter.
 _clock = time.perf_counter
 
 #: How many scheduler passes, at most, the writer waits for a streaming
 #: sender to queue more frames, and how many bytes are enough to write at once.
 _GATHER_PASSES = 16
+_GATHER_BYTES = 2**14
 #: Lend the socket to recv() (see _read_until_close) while the scheduler
 #: lets a woken task run within this many seconds: a pass of few tasks.
 _LEND_WITHIN = 0.00025
-_GATHER_BYTES = 2**14
 
 
 def _byte_view(data: BytesLike) -> BytesLike:
