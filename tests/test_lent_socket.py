@@ -140,6 +140,33 @@ async def test_a_cancelled_recv_on_the_lent_socket_loses_nothing() -> None:
                 assert await ws.recv() == f"after {n}"
 
 
+@pytest.mark.usefixtures("clock")
+async def test_recv_with_timeouts_in_a_loop_on_the_lent_socket() -> None:
+    # The usual way to time out a recv(): a cancel scope around each call.
+    # Timed out on the lent socket or not, every message arrives, in order.
+    async def on_request(ws: WebSocketConnection) -> None:
+        async for request in ws:
+            assert isinstance(request, str)
+            await ws.send(f"answer to {request}")
+
+    with anyio.fail_after(10):
+        async with (
+            serving(on_request) as server,
+            trio_ws.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws,
+        ):
+            await ws.send("0")
+            assert await ws.recv() == "answer to 0"
+            timeouts = 0
+            for n in range(1, 21):
+                with anyio.move_on_after(0.001):
+                    await ws.recv()  # nothing asked for yet: times out
+                    pytest.fail("an answer before its request")
+                timeouts += 1
+                await ws.send(str(n))
+                assert await ws.recv() == f"answer to {n}"
+            assert timeouts == 20
+
+
 async def test_lending_stops_while_the_scheduler_is_busy(clock: SteppingClock) -> None:
     with anyio.fail_after(10):
         async with (
