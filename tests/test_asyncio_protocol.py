@@ -53,6 +53,11 @@ class Recorder:
         self.eof = False
         self.lost: list[Exception | None] = []
         self.changed = anyio.Event()
+        self.write_limit: int | None = 0  # direct writes into an empty buffer only
+        self.resumed = 0
+
+    def _writing_resumed(self) -> None:
+        self.resumed += 1
 
     def _data_received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -313,6 +318,32 @@ async def test_send_waits_for_the_transport_to_drain_and_fails_once_lost() -> No
             with pytest.raises(anyio.BrokenResourceError):
                 await protocol.send(b"z")
         assert protocol.try_write(b"z") == 0
+
+
+async def test_direct_writes_fill_the_buffer_up_to_the_receivers_write_limit() -> None:
+    client, server = await tcp_pair()
+    async with client, server:
+        recorder = Recorder()
+        recorder.write_limit = 1 << 20
+        protocol = adopted(server).protocol
+        protocol.attach(recorder)
+        chunk = b"x" * (16 << 20)  # more than the socket buffers hold
+        assert protocol.try_write(chunk) == len(chunk)
+        buffered = protocol.buffered()
+        assert buffered == protocol.transport.get_write_buffer_size() > 1 << 20
+        assert protocol.try_write(b"y") == 0  # over the limit: no room
+        recorder.write_limit = None  # no limit: always room
+        assert protocol.try_write(b"y") == 1
+        assert protocol.buffered() == buffered + 1
+        with anyio.fail_after(TIMEOUT):
+            received = 0
+            while received < len(chunk) + 1:
+                received += len(await client.receive())
+            # The buffer drained: the connection hears of it.
+            while protocol.buffered():  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert recorder.resumed == 1
+        assert protocol.buffered() == 0
 
 
 async def test_reading_pauses_while_the_queue_is_full() -> None:

@@ -354,6 +354,47 @@ async def test_a_stream_of_small_messages_is_gathered_into_fewer_writes() -> Non
     assert writes < count / 2, writes
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+async def test_on_asyncio_send_waits_for_room_in_the_transport() -> None:
+    # Against a peer that stops reading, send() writes each frame into the
+    # transport while its buffer holds at most write_limit, and otherwise
+    # waits for it to drain, itself: no frame waits for the writer task,
+    # which never starts, and the buffer never holds much more than the
+    # limit. Once the peer reads again, every message arrives, in order.
+    release = anyio.Event()
+    frame = os.urandom(2**16)
+    wrong: list[bytes | str] = []
+    arrived = 0
+
+    async def slow(ws: WebSocketConnection) -> None:
+        nonlocal arrived
+        await release.wait()
+        async for message in ws:
+            arrived += 1
+            if message != frame:
+                wrong.append(message)
+
+    with anyio.fail_after(20):
+        async with serving(slow, max_queue=1, max_size=None) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with trio_ws.open_websocket_url(url, compression=None) as ws:
+                assert ws._protocol is not None
+                assert ws.write_limit is not None
+                transport = ws._protocol.transport
+                buffered: list[int] = []
+                with anyio.move_on_after(1) as stalled:
+                    for _ in range(1000):  # 64 MiB: more than the sockets hold
+                        await ws.send(frame)
+                        buffered.append(transport.get_write_buffer_size())
+                assert stalled.cancelled_caught  # send() waited for room
+                assert max(buffered) <= ws.write_limit + len(frame) + 14
+                assert ws._writer_scope is None  # the writer never started
+                sent = len(buffered)
+                release.set()
+            assert arrived == sent
+            assert not wrong
+
+
 async def test_a_streaming_sender_writes_large_frames_directly(
     anyio_backend: tuple[str, Any],
 ) -> None:

@@ -63,6 +63,11 @@ class Receiver(Protocol):
 
     def _transport_lost(self, exc: Exception | None, /) -> None: ...
 
+    def _writing_resumed(self) -> None: ...
+
+    @property
+    def write_limit(self) -> int | None: ...
+
 
 class ConnectionProtocol(asyncio.Protocol):
     """Buffers for a :class:`ProtocolStream`, then feeds a connection, from
@@ -144,6 +149,8 @@ class ConnectionProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._wake_writer()
+        if self._receiver is not None:
+            self._receiver._writing_resumed()
 
     def _wake_writer(self) -> None:
         drained = self._drained
@@ -184,13 +191,30 @@ class ConnectionProtocol(asyncio.Protocol):
         self._receiver = None
 
     def try_write(self, data: bytes) -> int:
-        """Write ``data`` if nothing is waiting in the transport's buffer (so
-        nothing can be overtaken) and say how much it took: all or nothing."""
+        """Write ``data`` if the transport's buffer has room for it and say
+        how much it took: all or nothing.
+
+        The caller makes sure that nothing of its own waits to be written
+        first. Room: the buffer is empty or, once a connection is attached,
+        holds at most its ``write_limit``, the most its ``send()`` lets wait
+        in the transport (see ``WebSocketConnection._wait_for_room``).
+        """
         transport = self.transport
-        if self._writing_paused or transport.is_closing():
+        if self._writing_paused:
+            receiver = self._receiver
+            if receiver is None:
+                return 0
+            limit = receiver.write_limit
+            if limit is not None and transport.get_write_buffer_size() > limit:
+                return 0
+        if transport.is_closing():
             return 0
         transport.write(data)
         return len(data)
+
+    def buffered(self) -> int:
+        """How many bytes wait in the transport's buffer."""
+        return self.transport.get_write_buffer_size() if self._writing_paused else 0
 
     async def send(self, data: bytes) -> None:
         """Write ``data``; return once the transport has passed it all on.

@@ -772,7 +772,13 @@ class WebSocketConnection:
             if self._fragmenting and not fragmenting:
                 assert self._fragment_done is not None
                 await self._fragment_done.wait()
-            elif self.write_limit is not None and self._unsent > self.write_limit:
+            elif self.write_limit is not None and (
+                self._unsent > self.write_limit
+                or (self._protocol is not None and self._protocol.buffered() > self.write_limit)
+            ):
+                # Too much waits in the outbox, or in the asyncio transport's
+                # buffer, where frames go straight when the writer is idle:
+                # the writer, or the transport once it has drained, sets it.
                 if self._send_room is None:
                     self._send_room = anyio.Event()
                 await self._send_room.wait()
@@ -1216,6 +1222,13 @@ class WebSocketConnection:
     def _wake_reader(self) -> None:
         if self._reader_wakeup is not None:
             self._reader_wakeup.set()
+
+    def _writing_resumed(self) -> None:
+        """The transport's buffer drained: room for a send() that waits."""
+        room = self._send_room
+        if room is not None and (self.write_limit is None or self._unsent <= self.write_limit):
+            self._send_room = None
+            room.set()
 
     def _eof_received(self) -> None:
         machine = self._machine
