@@ -140,13 +140,14 @@ class _Gate:
 async def _fleet(
     connect: Connect,
     cmd: dict[str, Any],
-    work: Callable[[int, Endpoint], Awaitable[None]] | None,
+    work: Callable[[int, Endpoint, int], Awaitable[None]] | None,
     control: Control | None = None,
 ) -> tuple[float, dict[str, int]]:
     """Open ``conns`` connections, ``concurrency`` handshakes at a time (so as
     not to overflow listen backlogs); once all are open, run ``work`` on each
-    at once and time it (or, without ``work``, report to the orchestrator and
-    wait for its word); then close them all.
+    at once for ``warmup`` rounds, then, once all are warm, again for
+    ``rounds`` and time that (or, without ``work``, report to the
+    orchestrator and wait for its word); then close them all.
 
     Each connection is opened and closed by a task of its own: trio's cancel
     scopes, which the libraries open in ``__aenter__``, must be left in the
@@ -155,17 +156,21 @@ async def _fleet(
     conns = cmd["conns"]
     target = url(cmd, "/echo")
     limiter = anyio.Semaphore(cmd["concurrency"])
-    opened, finished = _Gate(conns), _Gate(conns)
-    go, release = anyio.Event(), anyio.Event()
+    opened, warm, finished = _Gate(conns), _Gate(conns), _Gate(conns)
+    warm_up, go, release = anyio.Event(), anyio.Event(), anyio.Event()
 
     async def one(index: int) -> None:
         async with AsyncExitStack() as stack:
             async with limiter:
                 endpoint = await stack.enter_async_context(connect(target, cmd["deflate"]))
             opened.arrive()
+            if work is not None:
+                await warm_up.wait()
+                await work(index, endpoint, cmd["warmup"])
+                warm.arrive()
             await go.wait()
             if work is not None:
-                await work(index, endpoint)
+                await work(index, endpoint, cmd["rounds"])
             finished.arrive()
             await release.wait()
 
@@ -173,6 +178,9 @@ async def _fleet(
         for index in range(conns):
             task_group.start_soon(one, index)
         await opened.event.wait()
+        if work is not None:
+            warm_up.set()
+            await warm.event.wait()
         meter = CpuMeter(cmd.get("server_pid"))
         meter.start()
         start = time.perf_counter()
@@ -188,11 +196,11 @@ async def _fleet(
 
 
 async def many(connect: Connect, cmd: dict[str, Any]) -> dict[str, Any]:
-    """``conns`` connections, each doing ``rounds`` echo round trips at once."""
+    """``conns`` connections, each doing ``rounds`` echo round trips at once
+    (after ``warmup`` untimed ones)."""
     messages = payloads("bin", cmd["size"])
-    rounds = cmd["rounds"]
 
-    async def work(index: int, endpoint: Endpoint) -> None:
+    async def work(index: int, endpoint: Endpoint, rounds: int) -> None:
         message = messages[index % len(messages)]
         send, recv = endpoint.send, endpoint.recv
         for _ in range(rounds):
@@ -201,7 +209,7 @@ async def many(connect: Connect, cmd: dict[str, Any]) -> dict[str, Any]:
                 raise CheckFailed(f"echo on connection {index} differs")
 
     elapsed, cpu = await _fleet(connect, cmd, work)
-    return {"elapsed": elapsed, "count": rounds * cmd["conns"], **cpu}
+    return {"elapsed": elapsed, "count": cmd["rounds"] * cmd["conns"], **cpu}
 
 
 async def handshakes(connect: Connect, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,6 @@ class Case:
     rounds: int = 0
     concurrency: int = 50
     deflate: bool = False
-    max_trials: int = 0  # C opens 1,000 connections per trial: fewer trials
 
     def runs(self, impl: Impl) -> bool:
         return impl.deflate or not self.deflate

@@ -263,6 +263,13 @@ async def _many(cmd: dict[str, Any]) -> dict[str, Any]:
     connections = await _open_all(cmd)
     messages = payloads("bin", cmd["size"])
     try:
+        if cmd["warmup"]:
+            await asyncio.gather(
+                *(
+                    _ping_pong(peer, (messages[i % len(messages)],), cmd["warmup"])
+                    for i, (_, peer) in enumerate(connections)
+                )
+            )
         meter = CpuMeter(cmd.get("server_pid"))
         meter.start()
         start = time.perf_counter()

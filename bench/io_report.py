@@ -589,7 +589,7 @@ def write_markdown(
         f"- Load average (1 min) before the run {_load(env.get('load_average_at_start'))}, after it"
         f" {_load(run.get('load_average_at_end'))}: anything well above 0 means other work shared"
         " the two cores, and the wall-clock rates (not the CPU times) suffer",
-        f"- Run: {run['trials']} interleaved trials (C: at most 3, memory: {run['memory_trials']}),"
+        f"- Run: {run['trials']} interleaved trials (memory: {run['memory_trials']}),"
         f" message counts x{run['scale']:g}, {run['conns']} connections in C,"
         f" {run['seconds']:.0f} s in all",
         f"- Common peers: {run['common']['ws']} (WebSocket), {run['common']['raw']} (raw TCP),"

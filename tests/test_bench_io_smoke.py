@@ -22,7 +22,9 @@ from tests.helpers import IN_CI
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "bench_io.py"
 PEERS = ("websockets", "websockets.trio", "trio_websocket", "aiohttp", "uvloop", "picows")
-CASE = "A-echo-16B"  # the cheapest case: a few dozen round trips per cell
+#: The cheapest echo case (a few dozen round trips per cell), and the
+#: many-connections one at 20 connections (warm-up, then timed rounds).
+CASES = {"A-echo-16B": [], "C-many-16B": ["--conns", "20"]}
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +38,15 @@ def peers_installed() -> None:
 
 
 @pytest.mark.usefixtures("peers_installed")
-def test_quick_case_runs_every_implementation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case_key", CASES)
+def test_quick_case_runs_every_implementation(tmp_path: Path, case_key: str) -> None:
     out = tmp_path / "bench_io.json"
     env = dict(os.environ)
     # Import this checkout's trio_ws even when it is not installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    args = ["--quick", "--only", case_key, *CASES[case_key], "--json", str(out)]
     with subprocess.Popen(
-        [sys.executable, str(BENCH), "--quick", "--only", CASE, "--json", str(out)],
+        [sys.executable, str(BENCH), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -60,7 +64,7 @@ def test_quick_case_runs_every_implementation(tmp_path: Path) -> None:
     assert "websockets" in stdout
     report = json.loads(out.read_text(encoding="utf-8"))
     (case,) = report["cases"]
-    assert case["case"]["key"] == CASE
+    assert case["case"]["key"] == case_key
     cells = {(cell["server"], cell["client"]): cell for cell in case["cells"]}
     for pair in [
         ("trio_ws-trio", "trio_ws-trio"),
