@@ -23,6 +23,8 @@ from trio_ws.protocol.frames import _py_apply_mask, _py_mask_frame
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+    from trio_ws.protocol.frames import MessageBufferType
+
     MaskFunction = Callable[[Buffer, Buffer], bytes]
     MaskFrameFunction = Callable[[Buffer, Buffer, Buffer], bytes]
 
@@ -237,3 +239,115 @@ def test_env_var_disables_the_accelerator() -> None:
 
 def test_accelerator_is_used_when_built(c_apply_mask: MaskFunction) -> None:
     assert _have_speedups_in_subprocess() is True
+
+
+# -- MessageBuffer ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def c_message_buffer(c_apply_mask: MaskFunction) -> type[MessageBufferType]:
+    """The accelerator's ``MessageBuffer`` (built with ``apply_mask``)."""
+    from trio_ws._speedups import MessageBuffer
+
+    return MessageBuffer
+
+
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=70_000), max_size=6),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    masked=st.booleans(),
+    kind=st.sampled_from(KINDS),
+)
+@example(cuts=[_GIL_THRESHOLD + 5], seed=3, masked=True, kind="bytes")
+@example(cuts=[1, 2, 3], seed=4, masked=False, kind="unaligned memoryview")
+def test_message_buffer_assembles_the_pieces_in_order(
+    c_message_buffer: type[MessageBufferType],
+    cuts: list[int],
+    seed: int,
+    masked: bool,
+    kind: str,
+) -> None:
+    payload = random.Random(seed).randbytes(70_000)
+    wire = _py_apply_mask(payload, MASK) if masked else payload
+    buffer = c_message_buffer(len(payload))
+    start = 0
+    for cut in [*sorted(cuts), len(wire)]:
+        # Each piece gets the mask in the phase of its first byte, as the
+        # state machine passes it.
+        phase = start & 3
+        mask = MASK[phase:] + MASK[:phase] if masked else None
+        buffer.append(_as(kind, wire[start:cut]), mask)
+        start = max(start, cut)
+        assert buffer.missing == len(payload) - start
+    message = buffer.take()
+    assert type(message) is bytes
+    assert message == payload
+
+
+def test_message_buffer_hands_out_only_a_whole_message(
+    c_message_buffer: type[MessageBufferType],
+) -> None:
+    buffer = c_message_buffer(10)
+    buffer.append(b"12345", None)
+    with pytest.raises(ValueError, match="5 of 10 bytes written"):
+        buffer.take()
+    with pytest.raises(ValueError, match="6 bytes do not fit in the 5 left"):
+        buffer.append(b"678901", None)
+    assert buffer.missing == 5  # a refused piece writes nothing
+    buffer.append(bytearray(b"67890"), None)
+    assert buffer.take() == b"1234567890"
+    assert buffer.missing == 0
+    with pytest.raises(ValueError, match="taken"):
+        buffer.take()
+    with pytest.raises(ValueError, match="taken"):
+        buffer.append(b"", None)
+    assert c_message_buffer(0).take() == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        pytest.param((b"data", b"abc"), ValueError, id="short-mask"),
+        pytest.param((b"data", b"abcde"), ValueError, id="long-mask"),
+        pytest.param(("data", None), TypeError, id="str-data"),
+        pytest.param((b"data", "abcd"), TypeError, id="str-mask"),
+        pytest.param((b"data",), TypeError, id="one-arg"),
+        pytest.param((_as("strided memoryview", b"data"), None), BufferError, id="strided"),
+    ],
+)
+def test_message_buffer_bad_pieces_are_refused(
+    c_message_buffer: type[MessageBufferType], args: tuple[object, ...], error: type[Exception]
+) -> None:
+    buffer = c_message_buffer(4)
+    with pytest.raises(error):
+        buffer.append(*args)  # type: ignore[arg-type]  # wrong on purpose
+    assert buffer.missing == 4
+    buffer.append(b"data", None)
+    assert buffer.take() == b"data"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        pytest.param((-1,), {}, ValueError, id="negative"),
+        pytest.param(("4",), {}, TypeError, id="str"),
+        pytest.param((), {"size": 4}, TypeError, id="keyword"),
+        pytest.param((2**62,), {}, MemoryError, id="too-large"),
+    ],
+)
+def test_message_buffer_size_is_checked(
+    c_message_buffer: type[MessageBufferType],
+    args: tuple[object, ...],
+    kwargs: dict[str, object],
+    error: type[Exception],
+) -> None:
+    with pytest.raises(error):
+        c_message_buffer(*args, **kwargs)  # type: ignore[arg-type]  # wrong on purpose
+
+
+def test_machine_uses_the_message_buffer_when_built(
+    c_message_buffer: type[MessageBufferType],
+) -> None:
+    from trio_ws.protocol import frames
+
+    assert frames.MessageBuffer is c_message_buffer

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import fixed_mask, open_machine_pair, pump
 from trio_ws.exceptions import PayloadTooBig, ProtocolError
+from trio_ws.protocol import machine as machine_module
 from trio_ws.protocol.deflate import DeflateConfig, client_accept, client_offer, server_accept
-from trio_ws.protocol.frames import Close, Frame, Opcode, parse_single
+from trio_ws.protocol.frames import Close, Frame, MessageBuffer, Opcode, parse_single
 from trio_ws.protocol.machine import (
     BinaryMessage,
     Ping,
@@ -732,6 +733,76 @@ def test_large_frames_arrive_whole_however_the_reads_fall(role: Role, chunk: int
             receiver.receive_data(data[start : start + chunk])
     assert receiver.events_received() == [BinaryMessage(binary), TextMessage(text)]
     assert receiver.state is State.OPEN
+
+
+@pytest.mark.parametrize("role", [Role.SERVER, Role.CLIENT])
+def test_a_large_single_frame_binary_message_is_written_in_place(role: Role) -> None:
+    # With the accelerator, a binary message of one frame that a read does
+    # not hold whole goes piece by piece to its final bytes object: no pieces
+    # kept, nothing to join. Without it, pieces are kept and joined.
+    receiver = machine(role, max_size=None)
+    binary = os.urandom(200_003)
+    data = frame_to(receiver, Frame(Opcode.BINARY, binary))
+    receiver.receive_data(data[:70_001])  # not a multiple of 4: the mask's phase moves
+    if MessageBuffer is None:
+        assert receiver._rx_into is None
+        assert receiver._msg_parts
+    else:
+        assert receiver._rx_into is not None
+        assert receiver._msg_parts == []
+        assert receiver._rx_into.missing == len(data) - 70_001
+    receiver.receive_data(data[70_001:70_002])
+    receiver.receive_data(data[70_002:] + frame_to(receiver, Frame(Opcode.PING, b"after")))
+    assert receiver.events_received() == [BinaryMessage(binary), Ping(b"after")]
+    assert receiver._rx_into is None
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param([Frame(Opcode.TEXT, b"t" * 100_000)], id="text"),
+        pytest.param(
+            [Frame(Opcode.BINARY, b"a" * 100_000, fin=False), Frame(Opcode.CONT, b"b")],
+            id="fragmented",
+        ),
+    ],
+)
+def test_only_single_frame_binary_messages_are_written_in_place(frames: list[Frame]) -> None:
+    # Text is validated as it comes (fails fast on invalid UTF-8), and a
+    # fragmented message's size is unknown on its first header.
+    receiver = machine(Role.SERVER, max_size=None)
+    data = b"".join(frame_to(receiver, frame) for frame in frames)
+    receiver.receive_data(data[:50_000])
+    assert receiver._rx_into is None
+    receiver.receive_data(data[50_000:])
+    (event,) = receiver.events_received()
+    assert isinstance(event, (TextMessage, BinaryMessage))
+    assert len(event.data) == sum(len(frame.payload) for frame in frames)
+
+
+def test_a_frame_above_the_in_place_limit_is_assembled_from_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The buffer is allocated whole on the header: only up to _INTO_MAX, so
+    # a peer announcing a huge frame (max_size=None) reserves nothing.
+    monkeypatch.setattr(machine_module, "_INTO_MAX", 100_000)
+    receiver = machine(Role.SERVER, max_size=None)
+    binary = os.urandom(100_001)
+    data = frame_to(receiver, Frame(Opcode.BINARY, binary))
+    receiver.receive_data(data[:50_000])
+    assert receiver._rx_into is None
+    receiver.receive_data(data[50_000:])
+    assert receiver.events_received() == [BinaryMessage(binary)]
+
+
+def test_eof_inside_a_message_written_in_place_drops_it() -> None:
+    receiver = machine(Role.SERVER, max_size=None)
+    data = frame_to(receiver, Frame(Opcode.BINARY, b"x" * 100_000))
+    receiver.receive_data(data[:60_000])
+    receiver.receive_eof()
+    assert receiver.events_received() == []
+    assert receiver.state is State.CLOSED
+    assert receiver.close_code == 1006
 
 
 @pytest.mark.parametrize("role", [Role.SERVER, Role.CLIENT])

@@ -11,7 +11,7 @@ import enum
 import os
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias
 
 from ..exceptions import ProtocolError
 
@@ -240,28 +240,47 @@ def _py_mask_frame(header: bytes, data: Buffer, mask: bytes) -> bytes:
     return header + _py_apply_mask(data, mask)
 
 
-def _load_speedups() -> tuple[
-    Callable[[Buffer, bytes], bytes], Callable[[bytes, Buffer, bytes], bytes], bool
-]:
+class MessageBufferType(Protocol):
+    """``_speedups.MessageBuffer``: a message of known size written piece by
+    piece, in order, into the bytes object :meth:`take` returns."""
+
+    def __init__(self, size: int, /) -> None: ...
+    def append(self, data: Buffer, mask: bytes | None, /) -> None: ...
+    def take(self) -> bytes: ...
+    @property
+    def missing(self) -> int: ...
+
+
+class _Speedups(NamedTuple):
+    apply_mask: Callable[[Buffer, bytes], bytes]
+    mask_frame: Callable[[bytes, Buffer, bytes], bytes]
+    message_buffer: type[MessageBufferType] | None
+    in_c: bool
+
+
+def _load_speedups() -> _Speedups:
+    python = _Speedups(_py_apply_mask, _py_mask_frame, None, False)
     if os.environ.get("TRIO_WS_NO_SPEEDUPS"):
-        return _py_apply_mask, _py_mask_frame, False
+        return python
     try:
-        from .._speedups import apply_mask as c_apply_mask
-        from .._speedups import mask_frame as c_mask_frame
+        from .. import _speedups
     except ImportError:
-        return _py_apply_mask, _py_mask_frame, False
-    return c_apply_mask, c_mask_frame, True
+        return python
+    return _Speedups(_speedups.apply_mask, _speedups.mask_frame, _speedups.MessageBuffer, True)
 
 
 #: The masking function without the check on the key's length, for callers
 #: that always pass 4 bytes (the state machine): C when built, else Python.
 #: mask_frame_unchecked(header, payload, mask) is ``header`` followed by the
 #: masked payload, built in place in C (no copy to join the two).
-_MASK_FUNCTION, _MASK_FRAME_FUNCTION, _MASK_IN_C = _load_speedups()
-apply_mask_unchecked: Callable[[Buffer, bytes], bytes] = _MASK_FUNCTION
-mask_frame_unchecked: Callable[[bytes, Buffer, bytes], bytes] = _MASK_FRAME_FUNCTION
+#: MessageBuffer(size) assembles a received message in its final bytes
+#: object (C only: in Python it would save nothing over joining the pieces).
+_SPEEDUPS = _load_speedups()
+apply_mask_unchecked: Callable[[Buffer, bytes], bytes] = _SPEEDUPS.apply_mask
+mask_frame_unchecked: Callable[[bytes, Buffer, bytes], bytes] = _SPEEDUPS.mask_frame
+MessageBuffer: type[MessageBufferType] | None = _SPEEDUPS.message_buffer
 #: Whether the C accelerator is in use.
-HAVE_SPEEDUPS: bool = _MASK_IN_C
+HAVE_SPEEDUPS: bool = _SPEEDUPS.in_c
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:

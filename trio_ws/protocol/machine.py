@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 from ..exceptions import PayloadTooBig, ProtocolError
-from .frames import Close, CloseCode, Opcode, parse_header, serialize_header
+from .frames import Close, CloseCode, MessageBuffer, Opcode, parse_header, serialize_header
 from .frames import apply_mask_unchecked as apply_mask
 from .frames import mask_frame_unchecked as mask_frame
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .deflate import PerMessageDeflate
+    from .frames import MessageBufferType
 
 __all__ = [
     "BinaryMessage",
@@ -177,6 +178,7 @@ class WebSocketMachine:
         "_rx_compressed",
         "_rx_done",
         "_rx_fin",
+        "_rx_into",
         "_rx_mask",
         "_rx_offset",
         "_rx_remaining",
@@ -232,6 +234,9 @@ class WebSocketMachine:
         self._rx_mask: bytes | None = None
         self._rx_offset = 0  # payload bytes of the current frame already unmasked
         self._rx_fin = False
+        # A binary message of one frame, larger than a read, is written
+        # straight to its final bytes object (see _next_frame).
+        self._rx_into: MessageBufferType | None = None
         self._msg_opcode = 0  # Opcode.TEXT or BINARY while a message is assembled
         self._msg_compressed = False
         self._msg_size = 0
@@ -308,6 +313,11 @@ class WebSocketMachine:
             while pos < end:
                 if self._rx_remaining:
                     # Inside a data frame whose payload is still arriving.
+                    if self._rx_into is not None:
+                        if view is None:
+                            view = memoryview(data)
+                        pos = self._into_chunk(view, pos, end)
+                        continue
                     n = min(end - pos, self._rx_remaining, _CHUNK_MAX)
                     self._rx_remaining -= n
                     chunk: bytes | memoryview
@@ -412,6 +422,16 @@ class WebSocketMachine:
         if opcode:
             self._msg_decoder = _utf8_decoder() if opcode == 1 else None
             self._msg_parts = []
+            if (
+                opcode == 2
+                and first & 0x80
+                and not self._msg_compressed
+                and length <= _INTO_MAX
+                and MessageBuffer is not None
+            ):
+                # Not all here (else the fast path took it): each piece goes
+                # to its place in the message as it comes, no pieces to join.
+                self._rx_into = MessageBuffer(length)
         self._rx_mask = mask
         self._rx_offset = 0
         self._rx_fin = bool(first & 0x80)
@@ -419,6 +439,26 @@ class WebSocketMachine:
         if not length:
             self._data_chunk(b"", True)
         return pos
+
+    def _into_chunk(self, view: memoryview, pos: int, end: int) -> int:
+        """Write what the read holds of the payload to the message's buffer;
+        return the position after it."""
+        into = self._rx_into
+        assert into is not None
+        n = min(end - pos, self._rx_remaining)
+        self._rx_remaining -= n
+        mask = self._rx_mask
+        if mask is not None:
+            offset = self._rx_offset & 3
+            if offset:
+                mask = mask[offset:] + mask[:offset]
+            self._rx_offset += n
+        into.append(view[pos : pos + n], mask)
+        if not self._rx_remaining:
+            self._rx_into = None
+            self._msg_opcode = 0
+            self._events.append(BinaryMessage(into.take()))
+        return pos + n
 
     def _data_chunk(self, chunk: bytes | memoryview, frame_done: bool) -> None:
         """Add part of a data frame's payload to the message being assembled.
@@ -705,6 +745,11 @@ _CHUNK_MAX = 2**16
 #: read rather than from a slice of it: one copy of the payload fewer, for a
 #: view that costs more than copying a small one.
 _VIEW_MIN = 4096
+
+#: The largest frame written straight to its message's buffer, which is
+#: allocated whole on the frame's header (max_size bounds it first): reserved
+#: address space, not memory, until the payload arrives.
+_INTO_MAX = 16 * 2**20
 
 # See _data_chunk: how much compressed input we gather before inflating it.
 _INFLATE_BATCH = 256 * 1024
