@@ -380,6 +380,49 @@ async def test_reading_pauses_while_the_queue_is_full() -> None:
                 assert protocol.transport.is_reading()
 
 
+async def test_reading_pauses_while_a_mebibyte_of_messages_waits() -> None:
+    # The event loop's reads can deliver many large messages in one go; the
+    # transport stops reading once 1 MiB waits, whatever max_queue says.
+    size, count = 300_000, 20
+    messages = [bytes([number]) * size for number in range(count)]
+    connections: list[WebSocketConnection] = []
+    release = anyio.Event()
+    received: list[Any] = []
+
+    async def handler(ws: WebSocketConnection) -> None:
+        connections.append(ws)
+        await release.wait()
+        for _ in range(count):
+            received.append(await ws.recv())
+        await ws.send("done")
+
+    with anyio.fail_after(TIMEOUT):
+        async with serving(handler, max_size=None, compression=None) as server:
+            url = f"ws://127.0.0.1:{server.port}/"
+            async with trio_ws.open_websocket_url(url, compression=None) as ws:
+                async with anyio.create_task_group() as task_group:
+
+                    async def produce() -> None:
+                        for message in messages:
+                            await ws.send(message)
+
+                    task_group.start_soon(produce)
+                    await wait_until(lambda: bool(connections))
+                    [connection] = connections
+                    protocol = connection._protocol
+                    assert protocol is not None
+                    await wait_until(lambda: not protocol.transport.is_reading())
+                    # Paused once 1 MiB waits; one read may complete one more.
+                    queued = connection._messages
+                    assert queued is not None
+                    assert 4 <= len(queued) <= 5
+                    release.set()
+                assert await ws.recv() == "done"
+                assert received == messages
+                assert protocol is not None  # (mypy: the task group may swallow errors)
+                assert protocol.transport.is_reading()
+
+
 async def test_a_large_message_sent_just_before_closing_arrives_whole() -> None:
     payload = os.urandom(6 << 20)
     got: list[Any] = []

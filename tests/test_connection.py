@@ -695,6 +695,53 @@ async def test_reader_stops_reading_while_max_queue_messages_wait() -> None:
 
 
 @pytest.mark.anyio
+async def test_reader_stops_reading_while_a_mebibyte_of_messages_waits() -> None:
+    # max_queue (16) large messages would be 16 times max_size in memory:
+    # the reader also stops once what waits totals 1 MiB, and reads again
+    # once recv() brought it under half of that.
+    size, total = 300_000, 20
+    payloads = [bytes([number]) * size for number in range(total)]
+    sent = 0
+
+    async def produce() -> None:
+        nonlocal sent
+        for payload in payloads:
+            await pair.client.send(payload)
+            sent += 1
+
+    options = {"compression": None, "max_size": None}
+    async with open_connection_pair(
+        capacity=4 * size,
+        client_options={**options, "write_limit": 0},
+        server_options=options,
+    ) as pair:
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(produce)
+                await anyio.wait_all_tasks_blocked()
+                # 4 messages (1.2 MB) wait, not 16: the reader stopped
+                # although bytes wait in the pipe and the sender is blocked.
+                queued = pair.server._messages
+                assert queued is not None
+                assert len(queued) == 4
+                assert memory_stream(pair.server_stream).unread > 0
+                stalled_at = sent
+                assert stalled_at < total
+                # Down to 600 KB: still stopped.
+                received = [await pair.server.recv() for _ in range(2)]
+                await anyio.wait_all_tasks_blocked()
+                assert len(queued) == 2
+                assert sent == stalled_at
+                # Under 512 KiB: reading resumes, and with it the sender.
+                received.append(await pair.server.recv())
+                await anyio.wait_all_tasks_blocked()
+                assert sent > stalled_at
+                assert len(queued) <= 4
+                received += [await pair.server.recv() for _ in range(total - 3)]
+    assert received == payloads
+
+
+@pytest.mark.anyio
 async def test_send_waits_while_more_than_write_limit_bytes_are_unsent() -> None:
     options = {"compression": None, "write_limit": 1000}
     payload = b"x" * 500  # 508 bytes on the wire: 4 header, 4 mask

@@ -13,8 +13,8 @@ under its own cancel scope:
   stream itself. It reads large chunks, feeds the machine, appends whole
   messages to a queue for :meth:`~WebSocketConnection.recv`, resolves pong
   waiters and moves whatever the machine wants to send (pongs, the close
-  echo) to the outbox. It stops reading while ``max_queue`` messages wait
-  unread. When the machine says so it leaves its loop, lets the writer flush,
+  echo) to the outbox. It stops reading while ``max_queue`` messages, or
+  1 MiB of them, wait unread. When the machine says so it leaves its loop, lets the writer flush,
   closes the stream and wakes everybody.
 * the **writer** owns the sending half. It sleeps until the outbox is not
   empty, then writes everything queued in one call: frames queued while it
@@ -188,6 +188,7 @@ class WebSocketConnection:
         "_outbox",
         "_pings",
         "_protocol",
+        "_queued_bytes",
         "_reader_resume",
         "_reader_scope",
         "_reader_wakeup",
@@ -275,6 +276,7 @@ class WebSocketConnection:
         self._machine: WebSocketMachine | None = None
         # Made on the first message: an idle connection does not pay for it.
         self._messages: deque[Data] | None = None
+        self._queued_bytes = 0  # their total length (see _QUEUE_BYTES)
         # Resume reading once the queue is half empty, not after every recv():
         # fewer wake-ups of the reader under a steady flow.
         self._resume_at = max(1, (max_queue or 1) // 2)
@@ -598,7 +600,12 @@ class WebSocketConnection:
                     # The reader takes the socket back, unless we are back first.
                     self._wake_reader()
         message = messages.popleft()
-        if self._reader_resume is not None and len(messages) < self._resume_at:
+        self._queued_bytes -= len(message)
+        if (
+            self._reader_resume is not None
+            and len(messages) < self._resume_at
+            and self._queued_bytes < _QUEUE_BYTES // 2
+        ):
             self._reader_resume.set()
         return message
 
@@ -1171,7 +1178,7 @@ class WebSocketConnection:
         return (
             self.max_queue is not None
             and self._messages is not None
-            and len(self._messages) >= self.max_queue
+            and (len(self._messages) >= self.max_queue or self._queued_bytes >= _QUEUE_BYTES)
             and machine.state is State.OPEN
         )
 
@@ -1268,7 +1275,9 @@ class WebSocketConnection:
                     if dropping and len(messages) >= self.max_queue:  # type: ignore[operator]
                         self.logger.debug("dropped a message received after aclose()")
                         continue
-                    messages.append(event.data)  # type: ignore[union-attr]
+                    data = event.data  # type: ignore[union-attr]
+                    messages.append(data)
+                    self._queued_bytes += len(data)
                 elif cls is Pong:
                     self._pong_received(event)  # type: ignore[arg-type]
             if self._recv_waiter is not None and messages:
@@ -1713,6 +1722,14 @@ _GATHER_PASSES = 16
 _GATHER_BYTES = 2**14
 #: Lend the socket to recv() (see _read_until_close) while the scheduler
 #: lets a woken task run within this many seconds: a pass of few tasks.
+#: The reader also stops while the messages waiting for recv() total this
+#: many bytes (characters for text): max_queue messages of max_size each
+#: would be 16 MiB with the defaults. Reading again only once recv() brought
+#: them under half of it keeps a stream of large messages from stopping and
+#: starting the reader at each one. Reading far ahead bought nothing either:
+#: on asyncio, a queue swinging by megabytes made malloc hand its memory back
+#: to the system and fault it in again, page by page, for every message.
+_QUEUE_BYTES = 2**20
 _LEND_WITHIN = 0.00025
 
 
