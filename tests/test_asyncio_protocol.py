@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import ssl
 import struct
@@ -346,9 +347,21 @@ async def test_direct_writes_fill_the_buffer_up_to_the_receivers_write_limit() -
         assert protocol.buffered() == 0
 
 
-async def test_reading_pauses_while_the_queue_is_full() -> None:
-    count, max_queue = 200, 4
-    messages = [os.urandom(100) for _ in range(count)]
+@pytest.mark.parametrize(
+    ("size", "count", "options", "paused_with"),
+    [
+        # Paused with max_queue messages; one read may hold a few more.
+        pytest.param(100, 200, {"max_queue": 4}, range(4, 200), id="max_queue"),
+        # The event loop's reads can deliver many large messages in one go:
+        # paused once 1 MiB waits, whatever max_queue says; one read may
+        # complete one more.
+        pytest.param(300_000, 20, {"max_size": None}, range(4, 6), id="mebibyte"),
+    ],
+)
+async def test_reading_pauses_while_the_queue_is_full(
+    size: int, count: int, options: dict[str, Any], paused_with: range
+) -> None:
+    messages = [random.Random(number).randbytes(size) for number in range(count)]
     connections: list[WebSocketConnection] = []
     release = anyio.Event()
     received: list[Any] = []
@@ -360,66 +373,29 @@ async def test_reading_pauses_while_the_queue_is_full() -> None:
             received.append(await ws.recv())
         await ws.send("done")
 
+    async def produce() -> None:
+        for message in messages:
+            await ws.send(message)
+
     with anyio.fail_after(TIMEOUT):
-        async with serving(handler, max_queue=max_queue) as server:
+        async with serving(handler, compression=None, **options) as server:
             url = f"ws://127.0.0.1:{server.port}/"
-            async with trio_ws.open_websocket_url(url) as ws:
-                for message in messages:
-                    await ws.send(message)
+            async with (
+                trio_ws.open_websocket_url(url, compression=None) as ws,
+                anyio.create_task_group() as task_group,
+            ):
+                task_group.start_soon(produce)
+                await wait_until(lambda: bool(connections))
                 [connection] = connections
                 protocol = connection._protocol
                 assert protocol is not None
                 await wait_until(lambda: not protocol.transport.is_reading())
-                # Paused with the queue full; one read may hold a few more.
                 queued = connection._messages
                 assert queued is not None
-                assert max_queue <= len(queued) < count
+                assert len(queued) in paused_with
                 release.set()
                 assert await ws.recv() == "done"
                 assert received == messages
-                assert protocol.transport.is_reading()
-
-
-async def test_reading_pauses_while_a_mebibyte_of_messages_waits() -> None:
-    # The event loop's reads can deliver many large messages in one go; the
-    # transport stops reading once 1 MiB waits, whatever max_queue says.
-    size, count = 300_000, 20
-    messages = [bytes([number]) * size for number in range(count)]
-    connections: list[WebSocketConnection] = []
-    release = anyio.Event()
-    received: list[Any] = []
-
-    async def handler(ws: WebSocketConnection) -> None:
-        connections.append(ws)
-        await release.wait()
-        for _ in range(count):
-            received.append(await ws.recv())
-        await ws.send("done")
-
-    with anyio.fail_after(TIMEOUT):
-        async with serving(handler, max_size=None, compression=None) as server:
-            url = f"ws://127.0.0.1:{server.port}/"
-            async with trio_ws.open_websocket_url(url, compression=None) as ws:
-                async with anyio.create_task_group() as task_group:
-
-                    async def produce() -> None:
-                        for message in messages:
-                            await ws.send(message)
-
-                    task_group.start_soon(produce)
-                    await wait_until(lambda: bool(connections))
-                    [connection] = connections
-                    protocol = connection._protocol
-                    assert protocol is not None
-                    await wait_until(lambda: not protocol.transport.is_reading())
-                    # Paused once 1 MiB waits; one read may complete one more.
-                    queued = connection._messages
-                    assert queued is not None
-                    assert 4 <= len(queued) <= 5
-                    release.set()
-                assert await ws.recv() == "done"
-                assert received == messages
-                assert protocol is not None  # (mypy: the task group may swallow errors)
                 assert protocol.transport.is_reading()
 
 
