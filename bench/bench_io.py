@@ -33,9 +33,9 @@ Scenarios (``CASES``):
   counts every message and acknowledges the total after an empty end
   marker; messages/s and MB/s.
 - C: 1,000 connections open at once, each doing echo round trips at the
-  same time (timed once all are open and warm); and the server's RSS per idle connection (VmRSS from
-  /proc/<pid>/status before and after opening 1,000 connections, in a fresh
-  server process), compression off and on.
+  same time (timed once all are open and warm); and the server's RSS per
+  idle connection (VmRSS from /proc/<pid>/status before and after opening
+  1,000 connections, in a fresh server process), compression off and on.
 - D: handshakes per second, 50 at a time: connect, upgrade, close.
 - E: permessage-deflate on (each library's defaults), realistic JSON text
   messages (``io_common.json_message``): echo and one-way stream.

@@ -14,8 +14,8 @@ under its own cancel scope:
   messages to a queue for :meth:`~WebSocketConnection.recv`, resolves pong
   waiters and moves whatever the machine wants to send (pongs, the close
   echo) to the outbox. It stops reading while ``max_queue`` messages, or
-  1 MiB of them, wait unread. When the machine says so it leaves its loop, lets the writer flush,
-  closes the stream and wakes everybody.
+  1 MiB of them, wait unread. When the machine says so it leaves its loop,
+  lets the writer flush, closes the stream and wakes everybody.
 * the **writer** owns the sending half. It sleeps until the outbox is not
   empty, then writes everything queued in one call: frames queued while it
   was busy go out together.
@@ -1722,6 +1722,7 @@ _GATHER_PASSES = 16
 _GATHER_BYTES = 2**14
 #: Lend the socket to recv() (see _read_until_close) while the scheduler
 #: lets a woken task run within this many seconds: a pass of few tasks.
+_LEND_WITHIN = 0.00025
 #: The reader also stops while the messages waiting for recv() total this
 #: many bytes (characters for text): max_queue messages of max_size each
 #: would be 16 MiB with the defaults. Reading again only once recv() brought
@@ -1730,7 +1731,6 @@ _GATHER_BYTES = 2**14
 #: on asyncio, a queue swinging by megabytes made malloc hand its memory back
 #: to the system and fault it in again, page by page, for every message.
 _QUEUE_BYTES = 2**20
-_LEND_WITHIN = 0.00025
 
 
 def _byte_view(data: BytesLike) -> BytesLike:
