@@ -440,6 +440,17 @@ class WebSocketMachine:
             self._data_chunk(b"", True)
         return pos
 
+    def _mask_for(self, n: int) -> bytes | None:
+        """The mask for the current frame's next ``n`` payload bytes, in the
+        phase where the last piece left it (None if the frame is unmasked)."""
+        mask = self._rx_mask
+        if mask is not None:
+            offset = self._rx_offset & 3
+            if offset:
+                mask = mask[offset:] + mask[:offset]
+            self._rx_offset += n
+        return mask
+
     def _into_chunk(self, view: memoryview, pos: int, end: int) -> int:
         """Write what the read holds of the payload to the message's buffer;
         return the position after it."""
@@ -447,13 +458,7 @@ class WebSocketMachine:
         assert into is not None
         n = min(end - pos, self._rx_remaining)
         self._rx_remaining -= n
-        mask = self._rx_mask
-        if mask is not None:
-            offset = self._rx_offset & 3
-            if offset:
-                mask = mask[offset:] + mask[:offset]
-            self._rx_offset += n
-        into.append(view[pos : pos + n], mask)
+        into.append(view[pos : pos + n], self._mask_for(n))
         if not self._rx_remaining:
             self._rx_into = None
             self._msg_opcode = 0
@@ -468,12 +473,8 @@ class WebSocketMachine:
         read for a few bytes of a message, memory that max_size does not
         count.)
         """
-        mask = self._rx_mask
+        mask = self._mask_for(len(chunk))
         if mask is not None:
-            offset = self._rx_offset & 3
-            if offset:
-                mask = mask[offset:] + mask[:offset]
-            self._rx_offset += len(chunk)
             chunk = apply_mask(chunk, mask)
         elif TYPE_CHECKING:
             assert isinstance(chunk, bytes)
